@@ -432,15 +432,16 @@ def train(cfg, seed, test=None, on_eval=None, log=None):
     buf = make_buffers(cfg.T, cfg.batch, cfg.hidden, cfg.peep, 1, cfg.dtype)
     history = []
     t0 = time.perf_counter()
-    train_mse = float("nan")
+    train_mse = None  # no training batch seen yet
 
     def record(it):
         r = {"iter": it, "seen": it * cfg.batch, "train_mse": train_mse, **evaluate(params, test),
              "elapsed": time.perf_counter() - t0}
         history.append(r)
         if log:
-            eta = r["elapsed"] / it * (cfg.iters - it) if it else float("nan")
-            log(f"seed {seed} it {it:5d}  seen {r['seen']:7d}  train mse {train_mse:.5f}  test mse {r['mse']:.5f}"
+            eta = r["elapsed"] / it * (cfg.iters - it) if it else 0.0
+            tr = f"{train_mse:.5f}" if train_mse is not None else "   -   "
+            log(f"seed {seed} it {it:5d}  seen {r['seen']:7d}  train mse {tr}  test mse {r['mse']:.5f}"
                 f"  solved {r['solved']:.3f}  within1 {r['within1']:.3f}  {r['elapsed']:6.1f}s  eta {eta:5.1f}s")
         if on_eval:
             on_eval(r, params)
@@ -632,15 +633,15 @@ def load_model(path):
 
 def summary_table(runs):
     """Per-seed rows, then mean, median and std per variant, as aligned text."""
-    lines = [f"{'variant':8s} {'seed':>5s} {'test mse':>9s} {'solved':>7s} {'within1':>7s}"]
+    lines = [f"{'variant':8s} {'seed':>6s} {'test mse':>9s} {'solved':>7s} {'within1':>7s}"]
     for r in runs:
         f = r["final"]
-        lines.append(f"{r['variant']:8s} {r['seed']:5d} {f['mse']:9.5f} {f['solved']:7.3f} {f['within1']:7.3f}")
+        lines.append(f"{r['variant']:8s} {r['seed']:6d} {f['mse']:9.5f} {f['solved']:7.3f} {f['within1']:7.3f}")
     for v in dict.fromkeys(r["variant"] for r in runs):
         m = np.array([[r["final"][k] for k in ("mse", "solved", "within1")] for r in runs if r["variant"] == v])
         for name, fn in (("mean", np.mean), ("median", np.median), ("std", np.std)):
             a = fn(m, axis=0)
-            lines.append(f"{v:8s} {name:>5s} {a[0]:9.5f} {a[1]:7.3f} {a[2]:7.3f}")
+            lines.append(f"{v:8s} {name:>6s} {a[0]:9.5f} {a[1]:7.3f} {a[2]:7.3f}")
     return "\n".join(lines)
 
 
@@ -800,10 +801,7 @@ def main(argv=None):
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1
     runs = [r for r, _ in results]
-    for r in runs:
-        print(final_line(r))
-    if len(runs) > 1:
-        print(summary_table(runs))
+    print(final_line(runs[0]) if len(runs) == 1 else summary_table(runs))
     wall = time.perf_counter() - t0
     print(f"wall time {wall:.1f}s")
     if a.save_model:
