@@ -248,22 +248,23 @@ def forward(params, x, buf=None):
     p_o_half = np.repeat(0.5 * params["p_o"][:, None], buf.B, axis=1) if peep else None  # pre-broadcast: faster
     buf.S[:-1, :n_in] = x.transpose(0, 2, 1)
     tmp = buf.tmp
+    # In both time loops every call writes into a preallocated array, passed positionally (ufunc(a, b, out)).
     for s, z, z_sq, z_if, i, f, g, o, c_prev, c, tc, h in buf.fwd:
-        np.dot(Ws, s, out=z)                    # z (i f o halved); i, f already include p ⊙ c_{t-1}
-        np.tanh(z_sq, out=z_sq)                 # i, f: tanh(z/2); g = tanh(z_g); vanilla: o too
-        np.multiply(z_if, half, out=z_if)
-        np.add(z_if, half, out=z_if)            # i, f = (1 + tanh(z/2)) / 2 = σ(z)
-        np.multiply(f, c_prev, out=c)
-        np.multiply(i, g, out=tmp)
-        np.add(c, tmp, out=c)                   # c_t = f c_{t-1} + i g
+        np.dot(Ws, s, z)                    # z (i f o halved); i, f already include p ⊙ c_{t-1}
+        np.tanh(z_sq, z_sq)                 # i, f: tanh(z/2); g = tanh(z_g); vanilla: o too
+        np.multiply(z_if, half, z_if)
+        np.add(z_if, half, z_if)            # i, f = (1 + tanh(z/2)) / 2 = σ(z)
+        np.multiply(f, c_prev, c)
+        np.multiply(i, g, tmp)
+        np.add(c, tmp, c)                   # c_t = f c_{t-1} + i g
         if peep:
-            np.multiply(p_o_half, c, out=tmp)
-            np.add(o, tmp, out=o)
-            np.tanh(o, out=o)
-        np.multiply(o, half, out=o)
-        np.add(o, half, out=o)                  # o = σ(z_o + p_o c_t)
-        np.tanh(c, out=tc)
-        np.multiply(o, tc, out=h)               # h_t = o tanh(c_t)
+            np.multiply(p_o_half, c, tmp)
+            np.add(o, tmp, o)
+            np.tanh(o, o)
+        np.multiply(o, half, o)
+        np.add(o, half, o)                  # o = σ(z_o + p_o c_t)
+        np.tanh(c, tc)
+        np.multiply(o, tc, h)               # h_t = o tanh(c_t)
     h_all = buf.S[1:, n_in:n_in + H]
     return np.einsum("h,thb->tb", params["Wy"], h_all) + params["by"][0]
 
@@ -311,14 +312,14 @@ def backward(params, buf, dpred):
     dc_peep[...] = 0.0
     dcn[...] = 0.0
     for dz, dz_ifg, dz_o, f_t, Kc_t, Ko_t, K3_t in buf.bwd:    # t = T-1 .. 0; dh holds dh_t
-        np.multiply(dh, Kc_t, out=dc)
-        np.add(dc, dcn, out=dc)                                 # dc_t
-        np.multiply(K3_t, dc, out=dz_ifg)                       # dz_i, dz_f, dz_g
-        np.multiply(dh, Ko_t, out=dz_o)                         # dz_o
-        np.dot(WT, dz, out=dhc)                                 # dh_{t-1} = dz_t Wh^T + dpred_{t-1} Wy; p_i dz_i + p_f dz_f
-        np.multiply(f_t, dc, out=dcn)
+        np.multiply(dh, Kc_t, dc)
+        np.add(dc, dcn, dc)                                 # dc_t
+        np.multiply(K3_t, dc, dz_ifg)                       # dz_i, dz_f, dz_g
+        np.multiply(dh, Ko_t, dz_o)                         # dz_o
+        np.dot(WT, dz, dhc)                                 # dh_{t-1} = dz_t Wh^T + dpred_{t-1} Wy; p_i dz_i + p_f dz_f
+        np.multiply(f_t, dc, dcn)
         if peep:
-            np.add(dcn, dc_peep, out=dcn)                       # dc_{t-1} from step t
+            np.add(dcn, dc_peep, dcn)                       # dc_{t-1} from step t
     dZ = dZ[:, :4 * H]
     dW = np.matmul(dZ, buf.S[:-1].transpose(0, 2, 1)).sum(axis=0)  # Σ_t dz_t s_t^T, (4H, n_s)
     grads = {"Wx": dW[:, :n_in].T.copy(), "Wh": dW[:, n_in:n_in + H].T.copy(), "b": dW[:, -1].copy()}
@@ -582,6 +583,9 @@ def write_atomic(path, write):
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
