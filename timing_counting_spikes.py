@@ -650,6 +650,133 @@ def summary_table(runs):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Statistics and the sweep report
+# ----------------------------------------------------------------------------------------------------------------
+
+def wilcoxon_signed_rank(d):
+    """Two-sided Wilcoxon signed-rank test of paired differences d. Zeros are dropped (Wilcoxon's method), tied
+    |d| get their average rank. The p-value is exact (the null distribution of W+ by counting) when no |d| ties
+    and n <= 50; otherwise from the normal approximation with the tie correction of the variance.
+    Returns (W+, W-, n, p); p = 1.0 when every difference is zero."""
+    d = np.asarray(d, np.float64)
+    d = d[d != 0]
+    n = d.size
+    if n == 0:
+        return 0.0, 0.0, 0, 1.0
+    a = np.abs(d)
+    order = np.argsort(a, kind="stable")
+    ranks = np.empty(n)
+    ranks[order] = np.arange(1, n + 1)
+    values, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
+    ranks = np.bincount(inverse, weights=ranks) [inverse] / counts[inverse]  # average rank of each tie group
+    w_plus = float(ranks[d > 0].sum())
+    w_minus = float(ranks[d < 0].sum())
+    if counts.max() == 1 and n <= 50:
+        top = n * (n + 1) // 2
+        ways = np.zeros(top + 1)                    # ways[s]: subsets of {1..n} whose ranks sum to s
+        ways[0] = 1
+        for r in range(1, n + 1):
+            ways[r:] = ways[r:] + ways[:-r].copy()
+        cdf = np.cumsum(ways) / 2.0 ** n
+        w = int(round(w_plus))
+        p = 2 * min(cdf[w], 1 - (cdf[w - 1] if w > 0 else 0.0))
+    else:
+        mean = n * (n + 1) / 4
+        var = n * (n + 1) * (2 * n + 1) / 24 - np.sum(counts ** 3 - counts) / 48
+        p = math.erfc(abs(w_plus - mean) / math.sqrt(2 * var)) if var > 0 else 1.0
+    return w_plus, w_minus, n, min(1.0, float(p))
+
+
+def bootstrap_mean_ci(d, n_boot=10000, seed=0, level=0.95):
+    """Percentile bootstrap interval for the mean of d, resampling with a fixed seed."""
+    d = np.asarray(d, np.float64)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+class BadSweep(ValueError):
+    """A --report file that is not a complete --both sweep."""
+
+
+def load_sweep(path):
+    """-> {seed: {"peephole": run, "vanilla": run}} and the sweep's config; BadSweep with a one-line reason."""
+    try:
+        with open(path) as fh:
+            sweep = json.load(fh)
+    except FileNotFoundError:
+        raise BadSweep(f"--report {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise BadSweep(f"--report {path}: not JSON ({type(e).__name__})") from None
+    runs = sweep.get("runs") if isinstance(sweep, dict) else None
+    if not isinstance(runs, list) or not runs:
+        raise BadSweep(f"--report {path}: no 'runs' list")
+    pairs = {}
+    for k, r in enumerate(runs):
+        try:
+            seed, variant, f = r["seed"], r["variant"], r["final"]
+            ok = (isinstance(seed, int) and variant in ("peephole", "vanilla")
+                  and all(math.isfinite(f[m]) for m in ("mse", "solved", "within1")))
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise BadSweep(f"--report {path}: run {k} lacks a seed, a variant or finite final metrics")
+        if variant in pairs.setdefault(seed, {}):
+            raise BadSweep(f"--report {path}: seed {seed} {variant} appears twice")
+        pairs[seed][variant] = r
+    unpaired = [s for s, p in pairs.items() if len(p) != 2]
+    if unpaired:
+        raise BadSweep(f"--report {path}: seeds without both variants: {', '.join(map(str, sorted(unpaired)))}")
+    return dict(sorted(pairs.items())), sweep.get("config", {})
+
+
+def report(pairs, headline_seed=4):
+    """The README's Markdown tables from load_sweep()'s pairs."""
+    seeds = list(pairs)
+    V = ("peephole", "vanilla")
+    get = lambda v, m: np.array([pairs[s][v]["final"][m] for s in seeds])
+    out = []
+    hs = headline_seed if headline_seed in pairs else seeds[0]
+    out += [f"Headline, seed {hs}:", "",
+            "| variant | test MSE | exact solve | within one step | sequences seen | wall time (s) |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for v in V:
+        r = pairs[hs][v]
+        out.append(f"| {v} | {r['final']['mse']:.5f} | {r['final']['solved']:.3f} | {r['final']['within1']:.3f} "
+                   f"| {r.get('seen', 0):,} | {r.get('wall_time', float('nan')):.1f} |")
+    out += ["", f"Per seed ({len(seeds)} seeds):", "",
+            "| seed | peephole MSE | peephole exact | peephole ±1 | vanilla MSE | vanilla exact | vanilla ±1 |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in seeds:
+        p, q = pairs[s]["peephole"]["final"], pairs[s]["vanilla"]["final"]
+        out.append(f"| {s} | {p['mse']:.5f} | {p['solved']:.3f} | {p['within1']:.3f} "
+                   f"| {q['mse']:.5f} | {q['solved']:.3f} | {q['within1']:.3f} |")
+    out += ["", "Summary over seeds (exact solve rate; MSE):", "",
+            "| variant | exact mean ± std | exact median | exact min | seeds ≥ 0.95 | seeds ≤ 0.6 "
+            "| MSE mean ± std | MSE median |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for v in V:
+        e, m = get(v, "solved"), get(v, "mse")
+        out.append(f"| {v} | {e.mean():.3f} ± {e.std(ddof=1) if e.size > 1 else 0:.3f} | {np.median(e):.3f} "
+                   f"| {e.min():.3f} | {int((e >= 0.95).sum())} / {e.size} | {int((e <= 0.6).sum())} / {e.size} "
+                   f"| {m.mean():.5f} ± {m.std(ddof=1) if m.size > 1 else 0:.5f} | {np.median(m):.5f} |")
+    out += ["", "Paired comparison, peephole − vanilla per seed (95% bootstrap CI of the mean: 10,000 resamples, "
+            "seed 0; Wilcoxon signed-rank, two-sided):", "",
+            "| metric | peephole better | ties | peephole worse | mean difference | 95% CI | Wilcoxon p |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for m, name, sign in (("solved", "exact solve rate", 1), ("within1", "within-one rate", 1),
+                          ("mse", "test MSE", -1)):
+        d = get("peephole", m) - get("vanilla", m)
+        lo, hi = bootstrap_mean_ci(d)
+        p = wilcoxon_signed_rank(d)[3]
+        fmt = ".5f" if m == "mse" else ".3f"
+        out.append(f"| {name} | {int((sign * d > 0).sum())} | {int((d == 0).sum())} | {int((sign * d < 0).sum())} "
+                   f"| {d.mean():+{fmt}} | [{lo:+{fmt}}, {hi:+{fmt}}] | {p:.2g} |")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -673,20 +800,17 @@ def finite_float(s):
     return v
 
 
-def build_parser():
+def recipe_parser(description):
+    """A parser with the task, model, training and evaluation flags (defaults: the headline recipe) and one-line
+    errors with argparse's exit status 2. The figure scripts start from it too."""
     d = Config()
-    ap = argparse.ArgumentParser(description="LSTM with and without peephole connections on the MSD timing task.")
-    # one-line errors, argparse's exit status 2
+    ap = argparse.ArgumentParser(description=description)
     ap.error = lambda msg: ap.exit(2, f"{ap.prog}: error: {msg}\n")
     task = ap.add_argument_group("task")
     task.add_argument("--T", type=positive_int, default=d.T, help="sequence length")
     task.add_argument("--D-min", type=int, default=d.D_min, help="shortest spike gap D")
     task.add_argument("--D-max", type=int, default=d.D_max, help="longest spike gap D")
     model = ap.add_argument_group("model")
-    v = model.add_mutually_exclusive_group()
-    v.add_argument("--peep", dest="variant", action="store_const", const="peep", help="peephole LSTM (default)")
-    v.add_argument("--no-peep", dest="variant", action="store_const", const="vanilla", help="LSTM without peepholes")
-    v.add_argument("--both", dest="variant", action="store_const", const="both", help="both, paired per seed")
     model.add_argument("--hidden", type=positive_int, default=d.hidden, help="cells H")
     model.add_argument("--forget-bias", type=finite_float, default=d.forget_bias)
     model.add_argument("--dtype", choices=("float64", "float32"), default=d.dtype)
@@ -697,20 +821,31 @@ def build_parser():
     tr.add_argument("--lr-decay-factor", type=finite_float, default=d.lr_decay_factor)
     tr.add_argument("--lr-decay-every", type=positive_int, default=d.lr_decay_every)
     tr.add_argument("--clip", type=finite_float, default=d.clip, help="global L2 gradient norm bound")
-    s = tr.add_mutually_exclusive_group()
-    s.add_argument("--seed", type=int, default=4, help="one model's seed (default 4)")
-    s.add_argument("--seeds", help="many seeds: 0-6, 0,3,5 or 2-4,9")
-    tr.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes for many models")
     ev = ap.add_argument_group("evaluation")
     ev.add_argument("--n-test", type=positive_int, default=d.n_test, help="held-out sequences")
     ev.add_argument("--test-seed", type=int, default=d.test_seed)
     ev.add_argument("--eval-every", type=positive_int, default=d.eval_every)
+    return ap
+
+
+def build_parser():
+    ap = recipe_parser("LSTM with and without peephole connections on the MSD timing task.")
+    v = ap.add_argument_group("variant").add_mutually_exclusive_group()
+    v.add_argument("--peep", dest="variant", action="store_const", const="peep", help="peephole LSTM (default)")
+    v.add_argument("--no-peep", dest="variant", action="store_const", const="vanilla", help="LSTM without peepholes")
+    v.add_argument("--both", dest="variant", action="store_const", const="both", help="both, paired per seed")
+    seeds = ap.add_argument_group("seeds")
+    s = seeds.add_mutually_exclusive_group()
+    s.add_argument("--seed", type=int, default=4, help="one model's seed (default 4)")
+    s.add_argument("--seeds", help="many seeds: 0-6, 0,3,5 or 2-4,9")
+    seeds.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes for many models")
     io = ap.add_argument_group("files and modes")
     io.add_argument("--out", help="write arguments, histories and final metrics as JSON")
     io.add_argument("--save-model", help="write the trained parameters and config (.npz); one model only")
     io.add_argument("--load-model", help="a --save-model file to re-score (with --eval-only)")
     io.add_argument("--eval-only", action="store_true", help="score --load-model on the held-out set")
     io.add_argument("--gradcheck", action="store_true", help="check backward() against finite differences")
+    io.add_argument("--report", metavar="SWEEP_JSON", help="print the README's Markdown tables from a --both sweep")
     io.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
     return ap
 
@@ -722,8 +857,8 @@ def config_from_args(a, peep):
                   peep=peep, dtype=a.dtype)
 
 
-def check_args(a):
-    """Cross-flag checks argparse cannot do; returns the first problem as one line, or None."""
+def check_recipe(a):
+    """Checks of the recipe flags that argparse cannot do: the first problem as one line, or None."""
     problems = check_task(a.T, a.D_min, a.D_max)
     if a.lr <= 0:
         problems.append(f"--lr must be > 0 (got {a.lr})")
@@ -731,11 +866,16 @@ def check_args(a):
         problems.append(f"--clip must be > 0 (got {a.clip})")
     if not 0 < a.lr_decay_factor <= 1:
         problems.append(f"--lr-decay-factor must be in (0, 1] (got {a.lr_decay_factor})")
-    if a.eval_only != bool(a.load_model):
-        problems.append("--eval-only and --load-model go together")
-    if a.save_model and (a.seeds or a.variant == "both"):
-        problems.append("--save-model takes one model: drop --seeds and --both")
     return problems[0] if problems else None
+
+
+def check_args(a):
+    """check_recipe() and the cross-flag checks of this command."""
+    if a.eval_only != bool(a.load_model):
+        return "--eval-only and --load-model go together"
+    if a.save_model and (a.seeds or a.variant == "both"):
+        return "--save-model takes one model: drop --seeds and --both"
+    return check_recipe(a)
 
 
 def versions():
@@ -772,6 +912,14 @@ def main(argv=None):
         ok = worst <= GRADCHECK_TOL
         print(f"gradcheck {'passed' if ok else 'FAILED'}: max relative error {worst:.1e} (tolerance {GRADCHECK_TOL:.0e})")
         return 0 if ok else 1
+
+    if a.report:
+        try:
+            pairs, _ = load_sweep(a.report)
+        except BadSweep as e:
+            ap.error(str(e))
+        print(report(pairs))
+        return 0
 
     if a.eval_only:
         try:

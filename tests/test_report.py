@@ -1,0 +1,97 @@
+"""Statistics on data with known answers, and the sweep report on a small fake sweep file."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+import timing_counting_spikes as tcs
+from test_train import cli
+
+
+def test_wilcoxon_textbook_exact():
+    # Darwin's Zea mays differences (Fisher, The Design of Experiments, 1935), the classic signed-rank example:
+    # W- = 24, exact two-sided p = 0.041259765625 (= 1352 / 2^15).
+    d = [6, 8, 14, 16, 23, 24, 28, 29, 41, -48, 49, 56, 60, -67, 75]
+    w_plus, w_minus, n, p = tcs.wilcoxon_signed_rank(d)
+    assert (w_plus, w_minus, n) == (96.0, 24.0, 15)
+    assert p == pytest.approx(1352 / 2 ** 15, abs=1e-15)
+
+
+def test_wilcoxon_small_exact_by_enumeration():
+    # n = 3, all positive: W+ = 6 is the largest of 8 equally likely sign patterns -> p = 2 * 1/8
+    assert tcs.wilcoxon_signed_rank([1.0, 2.0, 3.0])[3] == pytest.approx(0.25)
+    # zeros are dropped; all zero -> no evidence
+    assert tcs.wilcoxon_signed_rank([0, 0, 1.0, 2.0, 3.0])[2:] == (3, pytest.approx(0.25))
+    assert tcs.wilcoxon_signed_rank([0.0, 0.0]) == (0.0, 0.0, 0, 1.0)
+
+
+def test_wilcoxon_ties_normal_approximation():
+    # |d| = 1,1,2,2,3 -> average ranks 1.5,1.5,3.5,3.5,5; W+ = 13.5, W- = 1.5;
+    # var = 5*6*11/24 - (6 + 6)/48 = 13.5; z = (13.5 - 7.5) / sqrt(13.5)
+    w_plus, w_minus, n, p = tcs.wilcoxon_signed_rank([1, -1, 2, 2, 3])
+    assert (w_plus, w_minus, n) == (13.5, 1.5, 5)
+    assert p == pytest.approx(math.erfc(6 / math.sqrt(13.5) / math.sqrt(2)))
+
+
+def test_bootstrap_interval_covers_the_true_mean():
+    d = np.random.default_rng(11).normal(0.3, 1.0, size=30)
+    lo, hi = tcs.bootstrap_mean_ci(d)
+    assert lo < 0.3 < hi and lo < d.mean() < hi
+    assert 0.5 < hi - lo < 0.9                      # about 2 * 1.96 / sqrt(30) = 0.72
+    assert tcs.bootstrap_mean_ci(d) == (lo, hi)     # fixed seed: the same interval every time
+
+
+def fake_sweep(tmp_path, finals):
+    runs = [{"seed": s, "variant": v, "final": dict(zip(("mse", "solved", "within1"), f)), "seen": 96000,
+             "wall_time": 10.0, "history": []} for (s, v), f in finals.items()]
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"runs": runs, "config": {}}))
+    return path
+
+
+FINALS = {(3, "peephole"): (0.001, 1.0, 1.0), (3, "vanilla"): (0.004, 0.5, 0.9),
+          (4, "peephole"): (0.002, 0.96, 1.0), (4, "vanilla"): (0.003, 0.96, 0.99),
+          (5, "peephole"): (0.005, 0.40, 0.8), (5, "vanilla"): (0.001, 0.99, 1.0)}
+
+
+def test_report_tables_match_the_file(tmp_path):
+    r = cli("--report", str(fake_sweep(tmp_path, FINALS)))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    head = [l for l in lines if l.startswith("| peephole | 0.00200")]
+    assert head == ["| peephole | 0.00200 | 0.960 | 1.000 | 96,000 | 10.0 |"]   # headline: seed 4
+    rows = {int(l.split("|")[1]): [float(x) for x in l.split("|")[2:8]]
+            for l in lines if l.startswith("| ") and l.split("|")[1].strip().isdigit()}
+    for s in (3, 4, 5):
+        assert rows[s] == [*FINALS[(s, "peephole")], *FINALS[(s, "vanilla")]]
+    summary = [l for l in lines if l.startswith("| peephole |") and "±" in l][0].split("|")
+    e = np.array([1.0, 0.96, 0.40])
+    assert summary[2].strip() == f"{e.mean():.3f} ± {e.std(ddof=1):.3f}"
+    assert summary[5].strip() == "2 / 3" and summary[6].strip() == "1 / 3"
+    solve = [l for l in lines if l.startswith("| exact solve rate")][0].split("|")
+    assert [c.strip() for c in solve[2:5]] == ["1", "1", "1"]       # wins, ties, losses
+    assert solve[5].strip() == f"{np.mean([0.5, 0.0, -0.59]):+.3f}"
+    mse = [l for l in lines if l.startswith("| test MSE")][0].split("|")
+    assert [c.strip() for c in mse[2:5]] == ["2", "0", "1"]          # lower MSE counts as better
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ("{not json", "not JSON"), ("{}", "no 'runs' list"), ('{"runs": [{"seed": 1}]}', "lacks"),
+    (None, "without both variants"), ("dup", "appears twice"), ("nan", "lacks")])
+def test_report_rejects_bad_files(tmp_path, content, fragment):
+    if content is None:
+        path = fake_sweep(tmp_path, {k: v for k, v in FINALS.items() if k != (5, "vanilla")})
+    elif content == "dup":
+        path = fake_sweep(tmp_path, FINALS)
+        d = json.loads(path.read_text())
+        d["runs"].append(d["runs"][0])
+        path.write_text(json.dumps(d))
+    elif content == "nan":
+        path = fake_sweep(tmp_path, {**FINALS, (3, "vanilla"): (float("nan"), 0.5, 0.9)})
+    else:
+        path = tmp_path / "bad.json"
+        path.write_text(content)
+    r = cli("--report", str(path))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and fragment in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
