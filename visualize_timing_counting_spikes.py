@@ -1,0 +1,340 @@
+"""Figures of the trained peephole and vanilla LSTMs on MSD: viz/*.png, and viz/facts.json with every number the
+README's captions quote, computed here from the models.
+
+    python3 visualize_timing_counting_spikes.py \\
+        --peep-model results/model_peephole_seed4.npz --vanilla-model results/model_vanilla_seed4.npz
+    python3 visualize_timing_counting_spikes.py          # no saved models: trains both (seed 4) first, in parallel
+
+Without saved models the recipe flags (defaults: the headline recipe) say what to train; with them, the task and
+held-out set are the ones the models were trained and scored on (their saved config).
+"""
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.gridspec import GridSpec  # noqa: E402
+
+import timing_counting_spikes as tcs  # noqa: E402
+
+COLORS = {"peephole": "tab:blue", "vanilla": "tab:orange"}
+MARKS = (("t1", "first input spike", "0.45", ":"), ("t2", "second input spike", "0.25", "--"),
+         ("target", "target step t1 + 2D", "tab:red", "-"))
+DPI = 110
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models and what they compute
+# ----------------------------------------------------------------------------------------------------------------
+
+def models_from_args(a):
+    """{"peephole": (params, history, seed), "vanilla": ...} and the Config of the task they were scored on."""
+    if a.peep_model or a.vanilla_model:
+        if not (a.peep_model and a.vanilla_model):
+            raise tcs.BadModel("--peep-model and --vanilla-model go together")
+        models = {}
+        for want, path in (("peephole", a.peep_model), ("vanilla", a.vanilla_model)):
+            params, meta = tcs.load_model(path)
+            if tcs.variant_name(tcs.is_peep(params)) != want:
+                raise tcs.BadModel(f"{path} holds a {tcs.variant_name(tcs.is_peep(params))} model, not {want}")
+            if not meta.get("history") or "config" not in meta:
+                raise tcs.BadModel(f"{path} has no training history; save it with --save-model")
+            models[want] = (params, meta["history"], meta["seed"], meta["config"])
+        configs = [{k: v for k, v in m[3].items() if k != "peep"} for m in models.values()]
+        if configs[0] != configs[1]:
+            raise tcs.BadModel("the two models were trained on different recipes")
+        cfg = tcs.Config(**models["peephole"][3])
+        return {k: m[:3] for k, m in models.items()}, cfg
+    cfg = tcs.config_from_args(a, True)
+    jobs = [(cfg, a.seed), (tcs.replace(cfg, peep=False), a.seed)]
+    results = tcs.run_many(jobs, min(2, os.cpu_count() or 1), log=print)
+    return {run["variant"]: (params, run["history"], run["seed"]) for run, params in results}, cfg
+
+
+def internals(params, x):
+    """Everything the cell computes for the sequences x (T, N, 1): c, i, f, g, o (T, H, N) and pred (T, N)."""
+    buf = tcs.buffers_for(params, x)
+    pred = tcs.forward(params, x, buf)
+    H = buf.H
+    G = buf.G
+    return {"c": buf.C[1:].copy(), "i": G[:, :H].copy(), "f": G[:, H:2 * H].copy(),
+            "g": G[:, 2 * H:3 * H].copy(), "o": G[:, 3 * H:].copy(), "pred": pred}
+
+
+def pick_sequences(test):
+    """Indices of held-out sequences to show: the two shortest and the two longest gaps D, and the long-D one."""
+    D = test.t2 - test.t1
+    order = np.argsort(D, kind="stable")
+    short, long_ = [int(k) for k in order[:2]], [int(k) for k in order[::-1][:2]]
+    return short + long_, long_[0]
+
+
+def timer_scores(c, test):
+    """Per cell: mean over held-out sequences of |corr(c_t, t)| for t from t2 to the target (the reproduce phase)."""
+    T, H, N = c.shape
+    t = np.arange(T)
+    scores = np.zeros(H)
+    for n in range(N):
+        span = slice(test.t2[n], test.t_target[n] + 1)
+        tt = t[span] - t[span].mean()
+        cc = c[span, :, n] - c[span, :, n].mean(axis=0)
+        denom = np.sqrt((tt ** 2).sum() * (cc ** 2).sum(axis=0))
+        scores += np.abs(tt @ cc) / np.where(denom > 0, denom, np.inf)
+    return scores / N
+
+
+def compute_facts(models, cfg, test, shown, long_k, inner_peep, inner_all):
+    """The numbers the captions quote, from the models and the held-out set."""
+    pp = models["peephole"][0]
+    scores = timer_scores(inner_all["c"], test)
+    timer = int(np.argmax(scores))
+    t1, t2, tt = int(test.t1[long_k]), int(test.t2[long_k]), int(test.t_target[long_k])
+    ramp = np.diff(inner_peep["c"][t2:tt + 1, timer, 0])
+    sign = np.sign(ramp.sum())
+    o = inner_peep["o"][:, timer, 0]
+    between = o[t2 + 1:tt - 1]
+    p_o = np.abs(pp["p_o"])
+    finals = {v: tcs.score(tcs.predict(m[0], test.x), test) for v, m in models.items()}
+    return {
+        "seeds": {v: m[2] for v, m in models.items()},
+        "task": {"T": cfg.T, "D_min": cfg.D_min, "D_max": cfg.D_max, "n_test": cfg.n_test,
+                 "test_seed": cfg.test_seed},
+        "final": finals,
+        "shown_sequences": [{"index": k, "t1": int(test.t1[k]), "t2": int(test.t2[k]),
+                             "target": int(test.t_target[k]), "D": int(test.t2[k] - test.t1[k])} for k in shown],
+        "long_sequence": {"index": long_k, "t1": t1, "t2": t2, "target": tt, "D": t2 - t1},
+        "timer_cell": timer,
+        "timer_score_per_cell": [round(float(s), 4) for s in scores],
+        "timer_score_definition": "mean over held-out sequences of |corr(c_t, t)|, t from t2 to the target",
+        "timer_ramp_monotonic": bool(np.all(np.sign(ramp) == sign)) if sign != 0 else False,
+        "timer_ramp_steps_with_main_sign": round(float(np.mean(np.sign(ramp) == sign)), 4),
+        "timer_ramp_direction": "rising" if sign > 0 else "falling" if sign < 0 else "flat",
+        "timer_o_at_target": round(float(o[tt]), 4),
+        "timer_o_median_between_t2_and_target": round(float(np.median(between)), 4) if between.size else None,
+        "timer_o_argmax_after_t2": int(t2 + 1 + np.argmax(o[t2 + 1:])),
+        "peephole_pred_argmax_after_t2": int(t2 + 1 + np.argmax(inner_peep["pred"][t2 + 1:, 0])),
+        "cells_by_abs_p_o": [int(k) for k in np.argsort(-p_o, kind="stable")],
+        "p_o": [round(float(v), 4) for v in pp["p_o"]],
+        "p_i": [round(float(v), 4) for v in pp["p_i"]],
+        "p_f": [round(float(v), 4) for v in pp["p_f"]],
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------------------------
+
+def mark_events(axes, t1, t2, tt):
+    for ax in axes:
+        for (key, label, color, style), t in zip(MARKS, (t1, t2, tt)):
+            ax.axvline(t, color=color, ls=style, lw=1.0, label=label, zorder=0)
+
+
+def event_legend(fig, ax, extra=(), ncol=5):
+    """One legend for the whole figure, above the panels, never over the data."""
+    handles, labels = [], []
+    for a in [ax, *extra]:
+        for h, l in zip(*a.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.965), ncol=ncol, frameon=False,
+               fontsize=8.5)
+
+
+def fig_training_curves(models, n_test):
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 5.2), sharex=True)
+    for v, (_, hist, _) in models.items():
+        it = [h["iter"] for h in hist]
+        a1.semilogy(it, [h["mse"] for h in hist], color=COLORS[v])
+        a2.plot(it, [h["solved"] for h in hist], color=COLORS[v], label=f"{v}, exact")
+        a2.plot(it, [h["within1"] for h in hist], color=COLORS[v], ls=":", label=f"{v}, within one step")
+    a1.set_ylabel("held-out MSE")
+    a2.set_ylabel("solve rate")
+    a2.set_ylim(-0.02, 1.02)
+    a2.set_xlabel("training iteration")
+    a1.grid(alpha=0.3, which="both")
+    a2.grid(alpha=0.3)
+    fig.legend(*a2.get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False, fontsize=8.5)
+    hist = next(iter(models.values()))[1]
+    seeds = ", ".join(f"{v} seed {m[2]}" for v, m in models.items())
+    a1.set_title(f"{n_test} held-out sequences, scored every {hist[1]['iter'] - hist[0]['iter']} iterations "
+                 f"({seeds})", fontsize=9, loc="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def fig_sample_predictions(models, test, shown, preds):
+    fig, axes = plt.subplots(len(shown), 1, figsize=(8, 1.7 * len(shown) + 0.8), sharex=True, sharey=True)
+    T = test.x.shape[0]
+    t = np.arange(T)
+    for ax, k in zip(axes, shown):
+        x = test.x[:, k, 0]
+        spikes = t[x > 0]
+        ax.vlines(spikes, 0, 1, color="0.5", lw=2, label="input spikes")
+        ax.plot([test.t_target[k]], [1.0], "v", color="tab:red", ms=7, label="target step", zorder=5)
+        for v in models:
+            ax.plot(t, preds[v][:, k], color=COLORS[v], lw=1.2, label=f"{v} prediction")
+        ax.set_title(f"held-out sequence {k}: D = {test.t2[k] - test.t1[k]}, t1 = {test.t1[k]}", loc="left",
+                     fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.set_ylabel("output")
+    axes[-1].set_xlabel("time step t")
+    axes[-1].set_xlim(-1, T)
+    event_legend(fig, axes[0], ncol=4)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    return fig
+
+
+def fig_cell_state(test, k, inner, facts):
+    T = test.x.shape[0]
+    t = np.arange(T)
+    c = inner["c"][:, :, 0]
+    H = c.shape[1]
+    fig = plt.figure(figsize=(8.5, 6.2))
+    gs = GridSpec(3, 2, figure=fig, width_ratios=[1, 0.022], height_ratios=[1, 2.4, 1.4], hspace=0.25,
+                  wspace=0.03, left=0.1, right=0.9, top=0.86, bottom=0.09)
+    a_in = fig.add_subplot(gs[0, 0])
+    a_c = fig.add_subplot(gs[1, 0], sharex=a_in)
+    a_out = fig.add_subplot(gs[2, 0], sharex=a_in)
+    cax = fig.add_subplot(gs[1, 1])
+    a_in.vlines(t[test.x[:, k, 0] > 0], 0, 1, color="0.3", lw=2)
+    a_in.set_ylabel("input x_t")
+    a_in.set_ylim(0, 1.1)
+    lim = float(np.abs(c).max()) or 1.0
+    im = a_c.imshow(c.T, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest",
+                    extent=(-0.5, T - 0.5, H - 0.5, -0.5))
+    a_c.set_yticks(range(H))
+    a_c.set_yticklabels([f"{j}*" if j == facts["timer_cell"] else str(j) for j in range(H)])
+    a_c.set_ylabel("cell (* timer)")
+    fig.colorbar(im, cax=cax, label="cell state c_t")
+    a_out.plot(t, inner["pred"][:, 0], color=COLORS["peephole"], label="peephole prediction")
+    a_out.plot(t, test.y[:, k], color="k", lw=0.8, alpha=0.6, label="target y_t")
+    a_out.set_ylabel("output")
+    a_out.set_xlabel("time step t")
+    a_out.set_xlim(-0.5, T - 0.5)
+    for ax in (a_in, a_c):
+        plt.setp(ax.get_xticklabels(), visible=False)
+    mark_events((a_in, a_c, a_out), test.t1[k], test.t2[k], test.t_target[k])
+    event_legend(fig, a_in, (a_out,))
+    fig.suptitle(f"peephole LSTM, held-out sequence {k} (D = {test.t2[k] - test.t1[k]})", y=0.995, fontsize=10)
+    return fig
+
+
+def fig_gates(test, k, inner, facts):
+    T = test.x.shape[0]
+    t = np.arange(T)
+    j = facts["timer_cell"]
+    rows = (("c", f"c_t, cell {j}"), ("i", "input gate i"), ("f", "forget gate f"), ("o", "output gate o"))
+    fig, axes = plt.subplots(len(rows), 1, figsize=(8.5, 6.4), sharex=True)
+    for ax, (key, label) in zip(axes, rows):
+        ax.plot(t, inner[key][:, j, 0], color="k" if key == "c" else COLORS["peephole"], lw=1.3)
+        ax.set_ylabel(label, fontsize=9)
+        if key != "c":
+            ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    mark_events(axes, test.t1[k], test.t2[k], test.t_target[k])
+    axes[-1].set_xlabel("time step t")
+    axes[-1].set_xlim(-0.5, T - 0.5)
+    event_legend(fig, axes[0])
+    fig.suptitle(f"timer cell {j} of the peephole LSTM, held-out sequence {k}", y=0.995, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def fig_peephole_weights(params, facts):
+    H = params["p_o"].size
+    x = np.arange(H)
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    for n, (name, color) in enumerate((("p_i", "tab:green"), ("p_f", "tab:purple"), ("p_o", "tab:red"))):
+        ax.bar(x + (n - 1) * 0.27, params[name], width=0.27, color=color, label=name)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{j}*" if j == facts["timer_cell"] else str(j) for j in range(H)])
+    ax.set_xlabel("cell (* timer)")
+    ax.set_ylabel("peephole weight")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def fig_weights(params):
+    Wx, Wh = params["Wx"], params["Wh"]
+    H = Wh.shape[0]
+    lim = float(max(np.abs(Wx).max(), np.abs(Wh).max()))
+    fig = plt.figure(figsize=(8.5, 4.6))
+    gs = GridSpec(2, 2, figure=fig, width_ratios=[1, 0.025], height_ratios=[1.4, H], hspace=0.12, wspace=0.04,
+                  left=0.1, right=0.9, top=0.9, bottom=0.12)
+    a_x = fig.add_subplot(gs[0, 0])
+    a_h = fig.add_subplot(gs[1, 0], sharex=a_x)
+    cax = fig.add_subplot(gs[:, 1])
+    for ax, W in ((a_x, Wx), (a_h, Wh)):
+        im = ax.imshow(W, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        for b in range(1, 4):
+            ax.axvline(b * H - 0.5, color="k", lw=1.2)
+    a_x.set_yticks([0])
+    a_x.set_yticklabels(["x_t"])
+    a_x.set_title("input -> gates (Wx)", fontsize=9, loc="left")
+    a_h.set_yticks(range(H))
+    a_h.set_yticklabels([f"h_{j}" for j in range(H)])
+    a_h.set_title("recurrent h(t-1) -> gates (Wh)", fontsize=9, loc="left")
+    a_h.set_xticks([b * H + (H - 1) / 2 for b in range(4)])
+    a_h.set_xticklabels([f"{g}  (cells 0-{H - 1})" for g in tcs.GATES])
+    a_h.set_xlabel("gate pre-activation z (gate, cell)")
+    plt.setp(a_x.get_xticklabels(), visible=False)
+    fig.colorbar(im, cax=cax, label="weight")
+    fig.suptitle("peephole LSTM weights", fontsize=10)
+    return fig
+
+
+def save(fig, path):
+    tcs.write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI))
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = tcs.recipe_parser(__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=4, help="seed of the models trained here (default 4)")
+    ap.add_argument("--peep-model", help="a peephole model saved by timing_counting_spikes.py --save-model")
+    ap.add_argument("--vanilla-model", help="the vanilla model of the same recipe")
+    ap.add_argument("--outdir", default="viz")
+    a = ap.parse_args(argv)
+    problem = tcs.check_recipe(a)
+    if problem:
+        ap.error(problem)
+    try:
+        models, cfg = models_from_args(a)
+    except tcs.BadModel as e:
+        ap.error(str(e))
+    except tcs.Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    test = tcs.test_set(cfg)
+    shown, long_k = pick_sequences(test)
+    pp = models["peephole"][0]
+    inner_all = {"c": np.concatenate([internals(pp, test.x[:, s:s + 128])["c"]
+                                      for s in range(0, test.x.shape[1], 128)], axis=2)}
+    inner = internals(pp, test.x[:, [long_k]])
+    facts = compute_facts(models, cfg, test, shown, long_k, inner, inner_all)
+    preds = {v: tcs.predict(m[0], test.x) for v, m in models.items()}
+    os.makedirs(a.outdir, exist_ok=True)
+    out = lambda name: os.path.join(a.outdir, name)
+    save(fig_training_curves(models, cfg.n_test), out("training_curves.png"))
+    save(fig_sample_predictions(models, test, shown, preds), out("sample_predictions.png"))
+    save(fig_cell_state(test, long_k, inner, facts), out("cell_state.png"))
+    save(fig_gates(test, long_k, inner, facts), out("gates.png"))
+    save(fig_peephole_weights(pp, facts), out("peephole_weights.png"))
+    save(fig_weights(pp), out("weights.png"))
+    tcs.write_json(out("facts.json"), facts)
+    print(f"wrote 6 figures and facts.json to {a.outdir}/: timer cell {facts['timer_cell']}, "
+          f"ramp monotonic {facts['timer_ramp_monotonic']}, cells by |p_o| {facts['cells_by_abs_p_o'][:3]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
