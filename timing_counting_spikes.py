@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 import multiprocessing
 
 import numpy as np
@@ -185,6 +185,7 @@ class Buffers:
     With grad=False (inference) G and TC hold one step that every step reuses, and the backward's arrays are absent:
     dZ: (T, 4H+1, B) gradient of the pre-activations, with dpred_{t-1} in the last row; Ko, Kc (T, H, B),
     K3 (T, 3, H, B): the backward's per-step factors; dc, dcn (H, B), dhc (H or 2H, B): its running gradients;
+    dW_t (T, 4H, n_s), scratch (T, H, B): room for products that would otherwise be allocated on every call;
     bwd: its per-step views, from t = T-1 down to 0."""
     T: int
     B: int
@@ -204,6 +205,8 @@ class Buffers:
     dc: np.ndarray = None
     dcn: np.ndarray = None
     dhc: np.ndarray = None
+    dW_t: np.ndarray = None
+    scratch: np.ndarray = None
     bwd: list = field(default=None, repr=False)
 
 
@@ -228,6 +231,8 @@ def make_buffers(T, B, H, peep=True, n_in=1, dtype="float64", grad=True):
         buf.K3 = np.zeros((T, 3, H, B), dtype)
         buf.dc, buf.dcn = np.zeros((H, B), dtype), np.zeros((H, B), dtype)
         buf.dhc = np.zeros((2 * H if peep else H, B), dtype)
+        buf.dW_t = np.zeros((T, 4 * H, n_s), dtype)
+        buf.scratch = np.zeros((T, H, B), dtype)
         buf.bwd = [(buf.dZ[t], buf.dZ[t, :3 * H].reshape(3, H, B), buf.dZ[t, 3 * H:4 * H], G[t, H:2 * H],
                     buf.Kc[t], buf.Ko[t], buf.K3[t]) for t in reversed(range(T))]
     return buf
@@ -291,7 +296,8 @@ def backward(params, buf, dpred):
     np.subtract(1, Kc, out=Kc)
     Kc *= o                                                   # Kc = o (1 - tanh²c_t) (+ p_o Ko):  dc += dh Kc
     if peep:
-        Kc += params["p_o"][:, None] * Ko
+        np.multiply(params["p_o"][:, None], Ko, out=buf.scratch)
+        Kc += buf.scratch
     k_if, k_i, k_f, k_g = K3[:, :2], K3[:, 0], K3[:, 1], K3[:, 2]   # dz_ifg = K3 dc
     s_if = G[:, :2 * H].reshape(buf.T, 2, H, buf.B)          # i and f as one block
     np.subtract(1, s_if, out=k_if)
@@ -321,7 +327,7 @@ def backward(params, buf, dpred):
         if peep:
             np.add(dcn, dc_peep, dcn)                       # dc_{t-1} from step t
     dZ = dZ[:, :4 * H]
-    dW = np.matmul(dZ, buf.S[:-1].transpose(0, 2, 1)).sum(axis=0)  # Σ_t dz_t s_t^T, (4H, n_s)
+    dW = np.matmul(dZ, buf.S[:-1].transpose(0, 2, 1), out=buf.dW_t).sum(axis=0)  # Σ_t dz_t s_t^T, (4H, n_s)
     grads = {"Wx": dW[:, :n_in].T.copy(), "Wh": dW[:, n_in:n_in + H].T.copy(), "b": dW[:, -1].copy()}
     if peep:
         P = dW[:, n_in + H:n_in + 2 * H]
@@ -756,11 +762,14 @@ def report(pairs, headline_seed=4):
             "| variant | exact mean ± std | exact median | exact min | seeds ≥ 0.95 | seeds ≤ 0.6 "
             "| MSE mean ± std | MSE median |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for v in V:
-        e, m = get(v, "solved"), get(v, "mse")
-        out.append(f"| {v} | {e.mean():.3f} ± {e.std(ddof=1) if e.size > 1 else 0:.3f} | {np.median(e):.3f} "
-                   f"| {e.min():.3f} | {int((e >= 0.95).sum())} / {e.size} | {int((e <= 0.6).sum())} / {e.size} "
-                   f"| {m.mean():.5f} ± {m.std(ddof=1) if m.size > 1 else 0:.5f} | {np.median(m):.5f} |")
+    parts = [("", slice(None))] + ([(", first 7 seeds", slice(0, 7))] if len(seeds) > 7 else [])  # a small sweep
+    for label, part in parts:
+        for v in V:
+            e, m = get(v, "solved")[part], get(v, "mse")[part]
+            out.append(f"| {v}{label} | {e.mean():.3f} ± {e.std(ddof=1) if e.size > 1 else 0:.3f} "
+                       f"| {np.median(e):.3f} | {e.min():.3f} | {int((e >= 0.95).sum())} / {e.size} "
+                       f"| {int((e <= 0.6).sum())} / {e.size} "
+                       f"| {m.mean():.5f} ± {m.std(ddof=1) if m.size > 1 else 0:.5f} | {np.median(m):.5f} |")
     out += ["", "Paired comparison, peephole − vanilla per seed (95% bootstrap CI of the mean: 10,000 resamples, "
             "seed 0; Wilcoxon signed-rank, two-sided):", "",
             "| metric | peephole better | ties | peephole worse | mean difference | 95% CI | Wilcoxon p |",
@@ -851,10 +860,8 @@ def build_parser():
 
 
 def config_from_args(a, peep):
-    return Config(T=a.T, D_min=a.D_min, D_max=a.D_max, hidden=a.hidden, batch=a.batch, iters=a.iters, lr=a.lr,
-                  lr_decay_factor=a.lr_decay_factor, lr_decay_every=a.lr_decay_every, clip=a.clip,
-                  forget_bias=a.forget_bias, n_test=a.n_test, test_seed=a.test_seed, eval_every=a.eval_every,
-                  peep=peep, dtype=a.dtype)
+    """The Config of parsed recipe flags (argparse's dest names are the Config's field names)."""
+    return Config(**{f.name: getattr(a, f.name) for f in fields(Config) if f.name != "peep"}, peep=peep)
 
 
 def check_recipe(a):

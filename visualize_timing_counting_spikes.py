@@ -87,7 +87,24 @@ def timer_scores(c, test):
     return scores / N
 
 
-def compute_facts(models, cfg, test, shown, long_k, inner_peep, inner_all):
+def curve_facts(history, iters):
+    """From a training history: the first evaluation with exact solve >= 0.95, and the range of the exact solve
+    rate over the evaluations in the second half of training."""
+    late = [h["solved"] for h in history if h["iter"] > iters / 2]
+    first = next((h["iter"] for h in history if h["solved"] >= 0.95), None)
+    return {"first_iter_solved_ge_0.95": first, "solved_min_second_half": round(min(late), 4),
+            "solved_max_second_half": round(max(late), 4)}
+
+
+def peak_facts(pred, test, k):
+    """Where the output peaks after t2 on sequence k, its value, and the miss against the target (steps)."""
+    t2 = int(test.t2[k])
+    peak = t2 + 1 + int(np.argmax(pred[t2 + 1:, k]))
+    return {"index": k, "peak_t": peak, "peak_value": round(float(pred[peak, k]), 3),
+            "miss": peak - int(test.t_target[k])}
+
+
+def compute_facts(models, cfg, test, shown, long_k, inner_peep, inner_all, preds):
     """The numbers the captions quote, from the models and the held-out set."""
     pp = models["peephole"][0]
     scores = timer_scores(inner_all["c"], test)
@@ -98,7 +115,8 @@ def compute_facts(models, cfg, test, shown, long_k, inner_peep, inner_all):
     o = inner_peep["o"][:, timer, 0]
     between = o[t2 + 1:tt - 1]
     p_o = np.abs(pp["p_o"])
-    finals = {v: tcs.score(tcs.predict(m[0], test.x), test) for v, m in models.items()}
+    finals = {v: tcs.score(preds[v], test) for v in models}
+    f = inner_peep["f"][:, timer, 0]
     return {
         "seeds": {v: m[2] for v, m in models.items()},
         "task": {"T": cfg.T, "D_min": cfg.D_min, "D_max": cfg.D_max, "n_test": cfg.n_test,
@@ -116,6 +134,10 @@ def compute_facts(models, cfg, test, shown, long_k, inner_peep, inner_all):
         "timer_o_at_target": round(float(o[tt]), 4),
         "timer_o_median_between_t2_and_target": round(float(np.median(between)), 4) if between.size else None,
         "timer_o_argmax_after_t2": int(t2 + 1 + np.argmax(o[t2 + 1:])),
+        "timer_f_at_t1_t2": [round(float(f[t1]), 4), round(float(f[t2]), 4)],
+        "timer_f_median": round(float(np.median(f)), 4),
+        "curves": {v: curve_facts(m[1], cfg.iters) for v, m in models.items()},
+        "shown_peaks": {v: [peak_facts(preds[v], test, k) for k in shown] for v in models},
         "peephole_pred_argmax_after_t2": int(t2 + 1 + np.argmax(inner_peep["pred"][t2 + 1:, 0])),
         "cells_by_abs_p_o": [int(k) for k in np.argsort(-p_o, kind="stable")],
         "p_o": [round(float(v), 4) for v in pp["p_o"]],
@@ -320,8 +342,8 @@ def main(argv=None):
     inner_all = {"c": np.concatenate([internals(pp, test.x[:, s:s + 128])["c"]
                                       for s in range(0, test.x.shape[1], 128)], axis=2)}
     inner = internals(pp, test.x[:, [long_k]])
-    facts = compute_facts(models, cfg, test, shown, long_k, inner, inner_all)
     preds = {v: tcs.predict(m[0], test.x) for v, m in models.items()}
+    facts = compute_facts(models, cfg, test, shown, long_k, inner, inner_all, preds)
     os.makedirs(a.outdir, exist_ok=True)
     out = lambda name: os.path.join(a.outdir, name)
     save(fig_training_curves(models, cfg.n_test), out("training_curves.png"))

@@ -121,9 +121,12 @@ def step_costs(peep, dtype, repeats):
     return row
 
 
-RSS = "import resource,runpy,sys;sys.argv=sys.argv[1:];" \
+# Runs the module as __main__ and reports VmHWM, the peak resident set of this process since its exec (ru_maxrss
+# would carry over the parent's peak).
+RSS = "import runpy,sys;sys.argv=sys.argv[1:];" \
       "exec('try:\\n runpy.run_path(sys.argv[0], run_name=\"__main__\")\\nexcept SystemExit: pass');" \
-      "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+      "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1];" \
+      "print('maxrss_kb', hwm, file=sys.stderr)"
 
 
 def whole_run(args, repeats):

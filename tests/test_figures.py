@@ -61,6 +61,14 @@ def test_facts_agree_with_the_saved_model(viz, saved_models):
     seq = facts["long_sequence"]
     assert seq["D"] == 15 and seq["target"] == seq["t1"] + 2 * seq["D"]
     assert sorted(s["D"] for s in facts["shown_sequences"]) == [5, 5, 15, 15]
+    late = [h["solved"] for h in meta["history"] if h["iter"] > 60]
+    assert facts["curves"]["peephole"]["solved_max_second_half"] == round(max(late), 4)
+    test = tcs.test_set(tcs.Config(**meta["config"]))
+    pred = tcs.predict(params, test.x)
+    for peak in facts["shown_peaks"]["peephole"]:
+        k = peak["index"]
+        assert peak["peak_t"] == test.t2[k] + 1 + np.argmax(pred[test.t2[k] + 1:, k])
+        assert peak["miss"] == peak["peak_t"] - test.t_target[k]
 
 
 def test_cell_state_panels_share_one_time_axis(saved_models):
