@@ -97,11 +97,12 @@ def curve_facts(history, iters):
 
 
 def peak_facts(pred, test, k):
-    """Where the output peaks after t2 on sequence k, its value, and the miss against the target (steps)."""
-    t2 = int(test.t2[k])
+    """Where the output peaks after t2 on sequence k, its value, and the miss against the target (steps); and the
+    largest output strictly between the two input spikes."""
+    t1, t2 = int(test.t1[k]), int(test.t2[k])
     peak = t2 + 1 + int(np.argmax(pred[t2 + 1:, k]))
     return {"index": k, "peak_t": peak, "peak_value": round(float(pred[peak, k]), 3),
-            "miss": peak - int(test.t_target[k])}
+            "miss": peak - int(test.t_target[k]), "max_between_spikes": round(float(pred[t1 + 1:t2, k].max()), 3)}
 
 
 def compute_facts(models, cfg, test, shown, long_k, inner_peep, inner_all, preds):
