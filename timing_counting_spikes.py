@@ -181,7 +181,8 @@ class Buffers:
 
     S: (T+1, n_s, B) stacked states, S[t] = [x_t; h_{t-1}; c_{t-1}; 1];  C: (T+1, H, B) cell states, C[t+1] = c_t
     (a view into S for the peephole cell); G: (T, 4H, B) gate values i f g o (pre-activations until squashed);
-    TC: (T, H, B) tanh(c_t); fwd: the per-step views the forward loop walks, built once.
+    TC: (T, H, B) tanh(c_t); fwd: the per-step views the forward loop walks, built once; W: the fused weights of
+    the last forward().
     With grad=False (inference) G and TC hold one step that every step reuses, and the backward's arrays are absent:
     dZ: (T, 4H+1, B) gradient of the pre-activations, with dpred_{t-1} in the last row; Ko, Kc (T, H, B),
     K3 (T, 3, H, B): the backward's per-step factors; dc, dcn (H, B), dhc (H or 2H, B): its running gradients;
@@ -198,6 +199,7 @@ class Buffers:
     TC: np.ndarray
     tmp: np.ndarray
     fwd: list = field(repr=False)
+    W: np.ndarray = None
     dZ: np.ndarray = None
     Ko: np.ndarray = None
     Kc: np.ndarray = None
@@ -248,7 +250,7 @@ def forward(params, x, buf=None):
     if buf is None:
         buf = buffers_for(params, x)
     peep, H, n_in = buf.peep, buf.H, buf.n_in
-    _, Ws = fused_weights(params)
+    buf.W, Ws = fused_weights(params)                   # backward() reads buf.W
     half = np.array(0.5, Ws.dtype)                       # a 0-d array: cheaper per call than a Python float
     p_o_half = np.repeat(0.5 * params["p_o"][:, None], buf.B, axis=1) if peep else None  # pre-broadcast: faster
     buf.S[:-1, :n_in] = x.transpose(0, 2, 1)
@@ -284,8 +286,7 @@ def backward(params, buf, dpred):
         dh_{t-1} = dz Wh^T (+ dpred_{t-1} Wy),  dc_{t-1} = f ⊙ dc + p_i ⊙ dz_i + p_f ⊙ dz_f
     Every factor that does not depend on dh or dc is computed for all steps before the loop, and the weight
     gradients after it as one contraction over all steps."""
-    peep, H, n_in = buf.peep, buf.H, buf.n_in
-    W, _ = fused_weights(params)
+    peep, H, n_in, W = buf.peep, buf.H, buf.n_in, buf.W
     G, tc, c_prev = buf.G, buf.TC, buf.C[:-1]
     i, f, g, o = G[:, :H], G[:, H:2 * H], G[:, 2 * H:3 * H], G[:, 3 * H:]
     Ko, Kc, K3 = buf.Ko, buf.Kc, buf.K3                      # written in place: no temporaries of size T
