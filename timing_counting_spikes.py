@@ -288,7 +288,7 @@ def backward(params, buf, dpred):
     gradients after it as one contraction over all steps."""
     peep, H, n_in, W = buf.peep, buf.H, buf.n_in, buf.W
     G, tc, c_prev = buf.G, buf.TC, buf.C[:-1]
-    i, f, g, o = G[:, :H], G[:, H:2 * H], G[:, 2 * H:3 * H], G[:, 3 * H:]
+    i, g, o = G[:, :H], G[:, 2 * H:3 * H], G[:, 3 * H:]        # f enters through the i-and-f block below
     Ko, Kc, K3 = buf.Ko, buf.Kc, buf.K3                      # written in place: no temporaries of size T
     np.subtract(1, o, out=Ko)
     Ko *= o

@@ -8,7 +8,6 @@ README's captions quote, computed here from the models.
 Without saved models the recipe flags (defaults: the headline recipe) say what to train; with them, the task and
 held-out set are the ones the models were trained and scored on (their saved config).
 """
-import json
 import os
 import sys
 
@@ -139,7 +138,6 @@ def compute_facts(models, cfg, test, shown, long_k, inner_peep, inner_all, preds
         "timer_f_median": round(float(np.median(f)), 4),
         "curves": {v: curve_facts(m[1], cfg.iters) for v, m in models.items()},
         "shown_peaks": {v: [peak_facts(preds[v], test, k) for k in shown] for v in models},
-        "peephole_pred_argmax_after_t2": int(t2 + 1 + np.argmax(inner_peep["pred"][t2 + 1:, 0])),
         "cells_by_abs_p_o": [int(k) for k in np.argsort(-p_o, kind="stable")],
         "p_o": [round(float(v), 4) for v in pp["p_o"]],
         "p_i": [round(float(v), 4) for v in pp["p_i"]],

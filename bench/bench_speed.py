@@ -7,7 +7,6 @@ Prints a table and writes results/bench.json. Timings on a shared 2-core machine
 median of repeats, and the straightforward implementation is timed in the same process for a ratio.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
