@@ -30,7 +30,8 @@ def train_with_snapshots(cfg, seed, every, x_seq, log=None):
         if record["iter"] % every == 0 or record["iter"] == cfg.iters:
             snaps.append((record["iter"], tcs.predict(params, x_seq)[:, 0]))
 
-    _, history, final = tcs.train(cfg, seed, on_eval=on_eval, log=log)
+    tr = tcs.train(cfg, seed, on_eval=on_eval, log=log)
+    history, final = tr.history, tr.final
     return snaps, history, final
 
 

@@ -1,33 +1,42 @@
-"""LSTM with and without peephole connections on a precise-timing task, in NumPy.
+"""LSTM with and without peephole connections on precise-timing tasks, in NumPy.
 
 Reproduction of Gers, Schraudolph & Schmidhuber, "Learning Precise Timing with LSTM Recurrent Networks",
-JMLR 3:115-143 (2002). Read top to bottom: task -> model (forward, backward) -> optimizer -> train/evaluate ->
-gradcheck -> sweeps and report -> CLI.
+JMLR 3:115-143 (2002). Read top to bottom: tasks -> cells (forward, backward) -> optimizer -> train/evaluate ->
+gradcheck -> runs, sweeps and report -> CLI.
 
-Task (MSD as this project defines it). A sequence of length T has one input channel, 0 except 1.0 at t1 and
-t2 = t1 + D, D uniform in [D_min, D_max], t1 uniform in [0, T-1-2D]. The target is 0 except 1.0 at t1 + 2D: the
-network must measure the gap D and fire once more after the same gap. A sequence is solved when
-argmax(pred[t2+1:T]) lands exactly on t1 + 2D.
+Tasks (TASKS: generator, scorer, defaults per task; "units" are what a task counts: intervals, spikes, periods).
+  msd     the seed's MSD (the default): a sequence of length T has one input channel, 0 except 1.0 at t1 and
+          t2 = t1 + D, D uniform in [D_min, D_max], t1 uniform in [0, T-1-2D]; the target is 0 except 1.0 at
+          t1 + 2D. Solved when argmax(pred[t2+1:T]) lands exactly on t1 + 2D. Not the paper's MSD.
+  delays  the paper's MSD (a continual stream) and, trained with --window 1, its NMSD: interval k lasts F + I_k
+          steps, I_k drawn uniformly from a set I, and ends with an input spike; the target is I_k at that spike
+          and 0 elsewhere.
+  gts     the paper's GTS: no input; the target is 1.0 at t = F-1, 2F-1, ... and 0 elsewhere.
+  pfg     the paper's PFG: no input; the target is f_cos, f_tri or f_rect of period F.
+Stream tasks are scored by the paper's criterion: a step is wrong when |pred - y| >= tol (0.49 spikes and delays,
+0.3 PFG), and a free run from the zero state over test_units units is error-free up to its first wrong step.
 
-Model. One LSTM layer of H cells, gate order i f g o in one fused pre-activation, then a scalar linear readout:
+Network. One LSTM layer of H cells (the paper's network: H one-cell blocks), gates i f g o in one fused
+pre-activation, a scalar output unit that sees h_t and a bias:
 
-    z   = x_t Wx + h_{t-1} Wh + b                      Wx: n_in x 4H, Wh: H x 4H, b: 4H
+    z   = x_t Wx + h_{t-1} Wh + b                      Wx: n_in x nH, Wh: H x nH, b: nH  (n = 4 gates, 3 without f)
     i   = σ(z_i + p_i ⊙ c_{t-1})                       p_i p_f p_o: peephole weights, one per cell
-    f   = σ(z_f + p_f ⊙ c_{t-1})
-    g   = tanh(z_g)
+    f   = σ(z_f + p_f ⊙ c_{t-1})                       absent in the 1997 cell: f = 1
+    g   = tanh(z_g)                                    the paper's network: g = z_g
     c_t = f ⊙ c_{t-1} + i ⊙ g
     o   = σ(z_o + p_o ⊙ c_t)
-    h_t = o ⊙ tanh(c_t)
-    pred_t = h_t Wy + by                               Wy: H, by: 1
+    h_t = o ⊙ tanh(c_t)                                the paper's network: h_t = o ⊙ c_t
+    pred_t = h_t Wy + by                               Wy: H, by: 1; the paper's spike tasks: σ(h_t Wy + by)
 
-The vanilla cell (peep=False) is the same with p_i, p_f, p_o absent. Loss: ½ Σ_t (pred_t - y_t)², averaged over the
-batch. h_{-1} = c_{-1} = 0.
+A cell without peepholes has no p_i, p_f, p_o. Loss: ½ Σ_t (pred_t - y_t)², averaged over the batch. (h_{-1}, c_{-1})
+is the initial state: zero unless a caller carries one in; it is a constant of the window (no gradient).
 
 Speed. One step's arithmetic for the batch costs less than one NumPy call, so the code counts calls. Internally
 everything is feature-major, (features, B) per step, so each gate block is a contiguous chunk. The stacked state
 s_t = [x_t; h_{t-1}; c_{t-1}; 1] meets one fused matrix W = [Wx^T  Wh^T  P  b] in one np.dot per step, where
-P = [diag(p_i); diag(p_f); 0; 0] carries the input- and forget-gate peepholes (vanilla: no c rows, no P). The
-sigmoid is σ(a) = (1 + tanh(a/2)) / 2 with the halving folded into the weights, so one tanh covers i, f and g.
+P = [diag(p_i); diag(p_f); 0; 0] carries the input- and forget-gate peepholes (no peepholes: no c rows, no P). The
+sigmoid is σ(a) = (1 + tanh(a/2)) / 2 with the halving folded into the weights, so one tanh covers i, f and g. The
+cell's switches (Net) are resolved once per call into the buffers' per-step views and a few local flags.
 """
 import os
 
@@ -46,34 +55,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields, replace
 import multiprocessing
+from typing import Callable, NamedTuple
 
 import numpy as np
 
-GATES = "ifgo"
 PARAM_NAMES = ("Wx", "Wh", "b", "p_i", "p_f", "p_o", "Wy", "by")
 PEEPHOLES = ("p_i", "p_f", "p_o")
-
-
-@dataclass(frozen=True)
-class Config:
-    """The recipe. Defaults are the headline experiment."""
-    T: int = 150
-    D_min: int = 30
-    D_max: int = 60
-    hidden: int = 8
-    batch: int = 32
-    iters: int = 3000
-    lr: float = 5e-3
-    lr_decay_factor: float = 0.5
-    lr_decay_every: int = 1500
-    clip: float = 1.0
-    forget_bias: float = 1.0
-    n_test: int = 512
-    test_seed: int = 1234
-    eval_every: int = 100
-    peep: bool = True
-    dtype: str = "float64"
-
 
 # Each random stream has its own generator, derived from one seed and a stream number.
 STREAM_INIT, STREAM_TRAIN, STREAM_TEST = 0, 1, 2
@@ -84,17 +71,26 @@ def rng_for(stream, seed):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Task
+# Tasks
 # ----------------------------------------------------------------------------------------------------------------
 
 @dataclass
 class Batch:
-    """B sequences of length T. x: (T, B, 1) input spikes, y: (T, B) target; t1, t2, t_target: (B,) int."""
+    """The seed's MSD: B sequences of length T. x: (T, B, 1) input spikes, y: (T, B) target; t1, t2, t_target: (B,)."""
     x: np.ndarray
     y: np.ndarray
     t1: np.ndarray
     t2: np.ndarray
     t_target: np.ndarray
+
+
+@dataclass
+class Stream:
+    """B streams of L steps from their start. x: (L, B, 1) input, y: (L, B) target, ends: (L, B) True on the last
+    step of each unit (interval, spike period or wave period)."""
+    x: np.ndarray
+    y: np.ndarray
+    ends: np.ndarray
 
 
 def msd_batch(rng, n, T=150, D_min=30, D_max=60, dtype="float64"):
@@ -111,8 +107,46 @@ def msd_batch(rng, n, T=150, D_min=30, D_max=60, dtype="float64"):
     return Batch(x, y, t1, t2, tt)
 
 
+def delay_stream(rng, n, L, F, I, dtype="float64"):
+    """n spike-delay streams of L steps: interval k lasts F + I_k steps (I_k uniform over the set I) and ends with
+    an input spike, at step T_k - 1 with T_k = Σ_{j<=k} (F + I_j); the target there is I_k, elsewhere 0."""
+    m = L // F + 1                                         # intervals enough to fill L steps
+    I_k = np.asarray(I)[rng.integers(0, len(I), size=(n, m))]
+    t = np.cumsum(F + I_k, axis=1) - 1
+    keep = t < L
+    b = np.broadcast_to(np.arange(n)[:, None], t.shape)[keep]
+    t = t[keep]
+    x = np.zeros((L, n, 1), dtype)
+    y = np.zeros((L, n), dtype)
+    ends = np.zeros((L, n), bool)
+    x[t, b, 0] = 1.0
+    y[t, b] = I_k[keep]
+    ends[t, b] = True
+    return Stream(x, y, ends)
+
+
+def gts_stream(L, F, dtype="float64"):
+    """GTS: no input; target 1.0 at t = F-1, 2F-1, ... (a spike every F steps), 0 elsewhere. One stream."""
+    ends = (np.arange(L) % F == F - 1)[:, None]
+    return Stream(np.zeros((L, 1, 1), dtype), ends.astype(dtype), ends)
+
+
+WAVES = {  # u = (t mod F) / F, the phase in [0, 1)
+    "cos": lambda u: (1 - np.cos(2 * np.pi * u)) / 2,
+    "tri": lambda u: np.where(u <= 0.5, 2 * u, 2 - 2 * u),
+    "rect": lambda u: (u > 0.5).astype(np.float64),
+}
+
+
+def pfg_stream(L, F, wave="cos", dtype="float64"):
+    """PFG: no input; target f_wave((t mod F) / F), the ends of the periods at t = F-1, 2F-1, ... One stream."""
+    t = np.arange(L)
+    ends = (t % F == F - 1)[:, None]
+    return Stream(np.zeros((L, 1, 1), dtype), WAVES[wave]((t % F) / F)[:, None].astype(dtype), ends)
+
+
 def check_task(T, D_min, D_max):
-    """The task's constraints, as one-line messages (empty list: valid)."""
+    """The seed's MSD constraints, as one-line messages (empty list: valid)."""
     errors = []
     if D_min < 1:
         errors.append(f"--D-min must be >= 1 (got {D_min})")
@@ -124,7 +158,7 @@ def check_task(T, D_min, D_max):
 
 
 def score(pred, batch):
-    """MSE over all steps and sequences; exact and within-one solve rates of argmax(pred[t2+1:T])."""
+    """The seed's MSD: MSE over all steps and sequences; exact and within-one solve rates of argmax(pred[t2+1:T])."""
     pred = np.asarray(pred, np.float64)
     T = pred.shape[0]
     after_t2 = np.arange(T)[:, None] > batch.t2[None, :]
@@ -135,22 +169,197 @@ def score(pred, batch):
             "within1": float(np.mean(np.abs(miss) <= 1))}
 
 
+def first_errors(pred, s, tol):
+    """Per stream: the first step with |pred - y| >= tol (L if none) and the units completed before it."""
+    wrong = np.abs(pred - s.y) >= tol
+    L = wrong.shape[0]
+    first = np.where(wrong.any(axis=0), np.argmax(wrong, axis=0), L)
+    units = np.sum(s.ends & (np.arange(L)[:, None] < first[None, :]), axis=0)
+    return first, units
+
+
+def measured_period(pred, mid=0.5, low=0.25):
+    """Mean period of a generated wave or spike train: the time between upward crossings of `mid` (interpolated
+    between steps), counting a crossing only after pred has come down to `low` since the last one counted.
+    None with fewer than two such crossings."""
+    k = np.flatnonzero((pred[:-1] < mid) & (pred[1:] >= mid))
+    lows = np.flatnonzero(pred <= low)
+    times, last = [], -1
+    for j in k:
+        n = np.searchsorted(lows, last, side="right")
+        if n < lows.size and lows[n] <= j:
+            times.append(j + (mid - pred[j]) / (pred[j + 1] - pred[j]))
+            last = j
+    if len(times) < 2:
+        return None
+    return float((times[-1] - times[0]) / (len(times) - 1))
+
+
+def stream_score(pred, s, tol, need, periodic):
+    """The paper's criterion on one free-running stream: pred (L,) against s (B = 1). run_units / run_steps: the
+    error-free run from the start; success: at least `need` units error-free; rmse over the whole run; for the
+    generation tasks the measured period of the output."""
+    first, units = first_errors(pred[:, None], s, tol)
+    m = {"run_units": int(units[0]), "run_steps": int(first[0]), "success": bool(units[0] >= need),
+         "rmse": float(np.sqrt(np.mean((pred - s.y[:, 0]) ** 2)))}
+    if periodic:
+        m["period"] = measured_period(pred)
+    return m
+
+
+@dataclass(frozen=True)
+class Task:
+    """One row of TASKS. paper: the paper's name. make(cfg, rng, B, units): a training batch. test(cfg, units): the
+    held-out data. tol: the criterion (None: the seed's argmax scoring). out: the paper network's output unit.
+    long: final and best models are re-scored over long x test_units units. defaults: the task's recipe."""
+    paper: str
+    make: Callable
+    test: Callable
+    tol: float = None
+    out: Callable = None
+    periodic: bool = False
+    long: int = 1
+    defaults: dict = field(default_factory=dict)
+
+
+def unit_len(cfg):
+    """Steps in the longest unit of a stream task."""
+    return cfg.F + (max(cfg.I) if cfg.task == "delays" else 0)
+
+
+def stream_test(cfg, units):
+    """The held-out stream: `units` whole units from the start, one stream (a delay stream from the test seed)."""
+    if cfg.task == "delays":
+        s = delay_stream(rng_for(STREAM_TEST, cfg.test_seed), 1, units * unit_len(cfg), cfg.F, cfg.I, cfg.dtype)
+        L = int(np.flatnonzero(s.ends[:, 0])[units - 1]) + 1
+        return Stream(s.x[:L], s.y[:L], s.ends[:L])
+    return TASKS[cfg.task].make(cfg, None, 1, units)
+
+
+SHARED = {"iters": 3000, "lr": 5e-3, "lr_decay_factor": 0.5, "lr_decay_every": 1500, "clip": 1.0,
+          "eval_every": 100, "test_seed": 1234}
+TASKS = {
+    "msd": Task("- (the seed's own variant)",
+                lambda cfg, rng, B, units: msd_batch(rng, B, cfg.T, cfg.D_min, cfg.D_max, cfg.dtype),
+                lambda cfg, units: msd_batch(rng_for(STREAM_TEST, cfg.test_seed), cfg.n_test, cfg.T, cfg.D_min,
+                                             cfg.D_max, cfg.dtype),
+                out=lambda cfg: "sigmoid",
+                defaults={**SHARED, "T": 150, "D_min": 30, "D_max": 60, "batch": 32, "n_test": 512}),
+    "delays": Task("MSD (continual stream); NMSD with --window 1",
+                   lambda cfg, rng, B, units: delay_stream(rng, B, units * unit_len(cfg), cfg.F, cfg.I, cfg.dtype),
+                   stream_test, tol=0.49,
+                   out=lambda cfg: "sigmoid" if max(cfg.I) <= 1 else "linear",
+                   defaults={**SHARED, "F": 10, "I": (0, 1), "window": (10, 10), "batch": 16, "test_units": 1000}),
+    "gts": Task("GTS",
+                lambda cfg, rng, B, units: gts_stream(units * cfg.F, cfg.F, cfg.dtype),
+                stream_test, tol=0.49, out=lambda cfg: "sigmoid", periodic=True,
+                defaults={**SHARED, "F": 10, "window": (10, 200), "batch": 1, "test_units": 1000}),
+    "pfg": Task("PFG",
+                lambda cfg, rng, B, units: pfg_stream(units * cfg.F, cfg.F, cfg.wave, cfg.dtype),
+                stream_test, tol=0.3, out=lambda cfg: "linear", periodic=True, long=10,
+                defaults={**SHARED, "F": 10, "wave": "cos", "window": (10, 200), "batch": 1, "test_units": 1000}),
+}
+GENERATION = ("gts", "pfg")  # no input: B identical streams would be one stream repeated, so B = 1
+SELF_PACE = 1.5  # a self-paced window is this many times the last window's error-free run, within --window MIN-MAX
+
+
+@dataclass(frozen=True)
+class Config:
+    """The recipe. Fields left None take the task's defaults (TASKS), then the architecture's and initialisation's:
+    Config() is the headline experiment, Config(task="gts", arch="paper") the paper's network on GTS."""
+    task: str = "msd"
+    T: int = None
+    D_min: int = None
+    D_max: int = None
+    F: int = None
+    I: tuple = None
+    wave: str = None
+    window: tuple = None       # training window in units: (n, n) fixed, (min, max) self-paced
+    test_units: int = None
+    arch: str = "seed"         # "seed": tanh cell input and output, linear output unit; "paper": see net_of()
+    init: str = "seed"
+    hidden: int = None         # seed arch: 8 cells; paper arch: 1
+    batch: int = None
+    iters: int = None
+    lr: float = None
+    lr_decay_factor: float = None
+    lr_decay_every: int = None
+    clip: float = None
+    forget_bias: float = None  # seed init: 1.0; paper init: -2.0; no forget gate: None
+    n_test: int = None
+    test_seed: int = None
+    eval_every: int = None
+    peep: bool = True
+    forget: bool = True
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        fill = {**TASKS[self.task].defaults, "hidden": 8 if self.arch == "seed" else 1,
+                "forget_bias": (1.0 if self.init == "seed" else -2.0) if self.forget else None}
+        for k, v in fill.items():
+            if getattr(self, k) is None:
+                object.__setattr__(self, k, v)
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Model
+# Cells: forward and backward
 # ----------------------------------------------------------------------------------------------------------------
 
-def init_params(rng, H, peep=True, n_in=1, forget_bias=1.0, dtype="float64"):
-    """Wx ~ N(0,1)*0.5, Wh ~ N(0,1)*0.5/sqrt(H), Wy ~ N(0,1)/sqrt(H), biases 0 but the forget gate's, then
-    p_* ~ N(0,1)*0.1 drawn last: at one seed both variants share every other weight."""
-    p = {"Wx": rng.standard_normal((n_in, 4 * H)) * 0.5,
-         "Wh": rng.standard_normal((H, 4 * H)) * 0.5 / math.sqrt(H),
-         "b": np.zeros(4 * H),
-         "Wy": rng.standard_normal(H) / math.sqrt(H),
-         "by": np.zeros(1)}
-    p["b"][H:2 * H] = forget_bias
+@dataclass(frozen=True)
+class Net:
+    """What a forward pass computes beyond the parameters' shapes. squash: g = tanh(z_g) and h = o tanh(c) (the
+    seed's); False: g = z_g and h = o c (the paper's). out: the output unit, "linear" or "sigmoid"."""
+    peep: bool = True
+    forget: bool = True
+    squash: bool = True
+    out: str = "linear"
+
+
+def net_of(cfg):
+    """The Net a Config trains: the seed's architecture keeps its linear output unit on every task."""
+    paper = cfg.arch == "paper"
+    return Net(cfg.peep, cfg.forget, not paper, TASKS[cfg.task].out(cfg) if paper else "linear")
+
+
+def default_net(params):
+    """The seed's architecture for params (peepholes and forget gate read off their shapes)."""
+    return Net("p_i" in params, params["Wh"].shape[1] == 4 * params["Wh"].shape[0])
+
+
+def cell_name(peep, forget=True):
+    return {(True, True): "peephole", (False, True): "vanilla", (False, False): "lstm1997",
+            (True, False): "peephole-nf"}[peep, forget]
+
+
+def init_params(rng, H, peep=True, n_in=1, forget_bias=1.0, dtype="float64", forget=True, init="seed"):
+    """seed: Wx ~ N(0,1)*0.5, Wh ~ N(0,1)*0.5/sqrt(H), Wy ~ N(0,1)/sqrt(H), biases 0 but the forget gate's,
+    p_* ~ N(0,1)*0.1. paper: everything uniform in [-0.1, 0.1], then gate biases input 0, forget forget_bias,
+    output +2. Peepholes are drawn last and a cell without a forget gate drops the f block of the same draw: at
+    one seed every cell shares every weight it has with the others."""
+    if init == "seed":
+        p = {"Wx": rng.standard_normal((n_in, 4 * H)) * 0.5,
+             "Wh": rng.standard_normal((H, 4 * H)) * 0.5 / math.sqrt(H),
+             "b": np.zeros(4 * H),
+             "Wy": rng.standard_normal(H) / math.sqrt(H),
+             "by": np.zeros(1)}
+        if forget:
+            p["b"][H:2 * H] = forget_bias
+        draw = lambda: rng.standard_normal(H) * 0.1
+    else:
+        u = lambda *shape: rng.uniform(-0.1, 0.1, shape)
+        p = {"Wx": u(n_in, 4 * H), "Wh": u(H, 4 * H), "b": u(4 * H), "Wy": u(H), "by": u(1)}
+        p["b"][:H] = 0.0
+        p["b"][3 * H:] = 2.0
+        if forget:
+            p["b"][H:2 * H] = forget_bias
+        draw = lambda: u(H)
     if peep:
         for k in PEEPHOLES:
-            p[k] = rng.standard_normal(H) * 0.1
+            p[k] = draw()
+    if not forget:
+        keep = np.r_[0:H, 2 * H:4 * H]
+        p["Wx"], p["Wh"], p["b"] = p["Wx"][:, keep], p["Wh"][:, keep], p["b"][keep]
+        p.pop("p_f", None)
     return {k: p[k].astype(dtype) for k in PARAM_NAMES if k in p}
 
 
@@ -158,41 +367,44 @@ def is_peep(params):
     return "p_i" in params
 
 
-def fused_weights(params):
-    """W (4H, n_s): s_t = [x_t; h_{t-1}; c_{t-1} (peephole only); 1] -> z. Returns W and W with the i, f, o rows
-    halved (the forward's tanh then yields σ via (1 + tanh(a/2)) / 2)."""
+def fused_weights(params, net):
+    """W (nH, n_s): s_t = [x_t; h_{t-1}; c_{t-1} (peephole only); 1] -> z. Returns W and W with the gate rows
+    halved (the forward's tanh then yields σ via (1 + tanh(a/2)) / 2); the cell input's rows stay whole."""
     Wx, Wh, b = params["Wx"], params["Wh"], params["b"]
     H = Wh.shape[0]
     blocks = [Wx.T, Wh.T]
-    if is_peep(params):
-        P = np.zeros((4 * H, H), Wh.dtype)
+    if net.peep:
+        P = np.zeros((Wh.shape[1], H), Wh.dtype)
         P[np.arange(H), np.arange(H)] = params["p_i"]
-        P[H + np.arange(H), np.arange(H)] = params["p_f"]
+        if net.forget:
+            P[H + np.arange(H), np.arange(H)] = params["p_f"]
         blocks.append(P)
     W = np.concatenate(blocks + [b[:, None]], axis=1)
-    half = np.full((4 * H, 1), 0.5, W.dtype)
-    half[2 * H:3 * H] = 1.0
+    half = np.full((Wh.shape[1], 1), 0.5, W.dtype)
+    n_sig = 2 * H if net.forget else H
+    half[n_sig:n_sig + H] = 1.0
     return W, W * half
 
 
 @dataclass
 class Buffers:
-    """Preallocated arrays for one (T, B, H, peep) shape; after forward() it is the cache backward() reads.
+    """Preallocated arrays for one (T, B, H, net) shape; after forward() it is the cache backward() reads. A shorter
+    sequence uses the first steps of every array.
 
     S: (T+1, n_s, B) stacked states, S[t] = [x_t; h_{t-1}; c_{t-1}; 1];  C: (T+1, H, B) cell states, C[t+1] = c_t
-    (a view into S for the peephole cell); G: (T, 4H, B) gate values i f g o (pre-activations until squashed);
-    TC: (T, H, B) tanh(c_t); fwd: the per-step views the forward loop walks, built once; W: the fused weights of
-    the last forward().
+    (a view into S for the peephole cell; C[0] the initial state); G: (T, nH, B) gate values i (f) g o
+    (pre-activations until squashed); TC: (T, H, B) tanh(c_t), or c_t itself when the cell does not squash;
+    fwd: the per-step views the forward loop walks, built once; W: the fused weights of the last forward().
     With grad=False (inference) G and TC hold one step that every step reuses, and the backward's arrays are absent:
-    dZ: (T, 4H+1, B) gradient of the pre-activations, with dpred_{t-1} in the last row; Ko, Kc (T, H, B),
-    K3 (T, 3, H, B): the backward's per-step factors; dc, dcn (H, B), dhc (H or 2H, B): its running gradients;
-    dW_t (T, 4H, n_s), scratch (T, H, B): room for products that would otherwise be allocated on every call;
+    dZ: (T, nH+1, B) gradient of the pre-activations, with dpred_{t-1} in the last row; Ko, Kc (T, H, B),
+    K3 (T, n-1, H, B): the backward's per-step factors; dc, dcn (H, B), dhc (H or 2H, B): its running gradients;
+    dW_t (T, nH, n_s), scratch (T, H, B): room for products that would otherwise be allocated on every call;
     bwd: its per-step views, from t = T-1 down to 0."""
     T: int
     B: int
     H: int
     n_in: int
-    peep: bool
+    net: Net
     S: np.ndarray
     C: np.ndarray
     G: np.ndarray
@@ -212,142 +424,184 @@ class Buffers:
     bwd: list = field(default=None, repr=False)
 
 
-def make_buffers(T, B, H, peep=True, n_in=1, dtype="float64", grad=True):
+def make_buffers(T, B, H, net=Net(), n_in=1, dtype="float64", grad=True):
+    peep, forget = net.peep, net.forget
+    nH = (4 if forget else 3) * H
+    n_sig = 2 * H if forget else H                      # rows of i (and f)
     n_s = n_in + H + (H if peep else 0) + 1
     S = np.zeros((T + 1, n_s, B), dtype)
     S[:, -1] = 1.0
     C = S[:, n_in + H:n_in + 2 * H] if peep else np.zeros((T + 1, H, B), dtype)
     Hs = S[:, n_in:n_in + H]
-    G = np.zeros((T if grad else 1, 4 * H, B), dtype)
-    TC = np.zeros((T if grad else 1, H, B), dtype)
-    squash = 3 * H if peep else 4 * H  # rows one tanh covers before c_t is known
+    G = np.zeros((T if grad else 1, nH, B), dtype)
+    TC = (np.zeros((T if grad else 1, H, B), dtype) if net.squash else C[1:])
+    # rows one tanh covers before c_t is known: i, f (as tanh(z/2)), then g if squashed, and o too if nothing
+    # else touches it (no peephole, squashed cell)
+    squash = nH if (net.squash and not peep) else n_sig + (H if net.squash else 0)
     fwd = []
     for t in range(T):
-        g, tc = (G[t], TC[t]) if grad else (G[0], TC[0])
-        fwd.append((S[t], g, g[:squash], g[:2 * H], g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:],
-                    C[t], C[t + 1], tc, Hs[t + 1]))
-    buf = Buffers(T, B, H, n_in, peep, S, C, G, TC, np.zeros((H, B), dtype), fwd)
+        g, tc = (G[t], TC[t]) if grad else (G[0], TC[0] if net.squash else TC[t])
+        fwd.append((S[t], g, g[:squash], g[:n_sig], g[:H], g[H:2 * H] if forget else None,
+                    g[n_sig:n_sig + H], g[n_sig + H:], C[t], C[t + 1], tc, Hs[t + 1]))
+    buf = Buffers(T, B, H, n_in, net, S, C, G, TC, np.zeros((H, B), dtype), fwd)
     if grad:
-        buf.dZ = np.zeros((T, 4 * H + 1, B), dtype)
+        buf.dZ = np.zeros((T, nH + 1, B), dtype)
         buf.Ko, buf.Kc = np.zeros((T, H, B), dtype), np.zeros((T, H, B), dtype)
-        buf.K3 = np.zeros((T, 3, H, B), dtype)
+        buf.K3 = np.zeros((T, nH // H - 1, H, B), dtype)
         buf.dc, buf.dcn = np.zeros((H, B), dtype), np.zeros((H, B), dtype)
         buf.dhc = np.zeros((2 * H if peep else H, B), dtype)
-        buf.dW_t = np.zeros((T, 4 * H, n_s), dtype)
+        buf.dW_t = np.zeros((T, nH, n_s), dtype)
         buf.scratch = np.zeros((T, H, B), dtype)
-        buf.bwd = [(buf.dZ[t], buf.dZ[t, :3 * H].reshape(3, H, B), buf.dZ[t, 3 * H:4 * H], G[t, H:2 * H],
-                    buf.Kc[t], buf.Ko[t], buf.K3[t]) for t in reversed(range(T))]
+        buf.bwd = [(buf.dZ[t], buf.dZ[t, :n_sig + H].reshape(nH // H - 1, H, B), buf.dZ[t, n_sig + H:nH],
+                    G[t, H:2 * H] if forget else None, buf.Kc[t], buf.Ko[t], buf.K3[t]) for t in reversed(range(T))]
     return buf
 
 
-def buffers_for(params, x):
+def buffers_for(params, x, net=None):
     T, B, n_in = x.shape
-    return make_buffers(T, B, params["Wh"].shape[0], is_peep(params), n_in, params["Wh"].dtype)
+    return make_buffers(T, B, params["Wh"].shape[0], net or default_net(params), n_in, params["Wh"].dtype)
 
 
-def forward(params, x, buf=None):
-    """x: (T, B, n_in) -> pred (T, B). Fills buf (made here if None), which backward() then reads."""
+def forward(params, x, buf=None, state=None):
+    """x: (L, B, n_in) -> pred (L, B) and the final state (h, c), each (H, B). state: the initial (h, c), zero if
+    None. Fills buf (made here for the seed's architecture if None; L <= buf.T), which backward() then reads."""
     if buf is None:
         buf = buffers_for(params, x)
-    peep, H, n_in = buf.peep, buf.H, buf.n_in
-    buf.W, Ws = fused_weights(params)                   # backward() reads buf.W
+    net, H, n_in = buf.net, buf.H, buf.n_in
+    peep, forget, squash = net.peep, net.forget, net.squash
+    o_apart = peep or not squash                        # o squashed on its own, after c_t
+    L = x.shape[0]
+    buf.W, Ws = fused_weights(params, net)              # backward() reads buf.W
     half = np.array(0.5, Ws.dtype)                       # a 0-d array: cheaper per call than a Python float
     p_o_half = np.repeat(0.5 * params["p_o"][:, None], buf.B, axis=1) if peep else None  # pre-broadcast: faster
-    buf.S[:-1, :n_in] = x.transpose(0, 2, 1)
+    buf.S[:L, :n_in] = x.transpose(0, 2, 1)
+    buf.S[0, n_in:n_in + H] = 0.0 if state is None else state[0]
+    buf.C[0] = 0.0 if state is None else state[1]
     tmp = buf.tmp
     # In both time loops every call writes into a preallocated array, passed positionally (ufunc(a, b, out)).
-    for s, z, z_sq, z_if, i, f, g, o, c_prev, c, tc, h in buf.fwd:
-        np.dot(Ws, s, z)                    # z (i f o halved); i, f already include p ⊙ c_{t-1}
-        np.tanh(z_sq, z_sq)                 # i, f: tanh(z/2); g = tanh(z_g); vanilla: o too
-        np.multiply(z_if, half, z_if)
-        np.add(z_if, half, z_if)            # i, f = (1 + tanh(z/2)) / 2 = σ(z)
-        np.multiply(f, c_prev, c)
+    for s, z, z_sq, z_sig, i, f, g, o, c_prev, c, tc, h in (buf.fwd if L == buf.T else buf.fwd[:L]):
+        np.dot(Ws, s, z)                    # z (gates halved); i, f already include p ⊙ c_{t-1}
+        np.tanh(z_sq, z_sq)                 # i, f: tanh(z/2); g = tanh(z_g) if squashed; o too if not apart
+        np.multiply(z_sig, half, z_sig)
+        np.add(z_sig, half, z_sig)          # i, f = (1 + tanh(z/2)) / 2 = σ(z)
         np.multiply(i, g, tmp)
-        np.add(c, tmp, c)                   # c_t = f c_{t-1} + i g
+        if forget:
+            np.multiply(f, c_prev, c)
+            np.add(c, tmp, c)               # c_t = f c_{t-1} + i g
+        else:
+            np.add(c_prev, tmp, c)          # c_t = c_{t-1} + i g
         if peep:
             np.multiply(p_o_half, c, tmp)
             np.add(o, tmp, o)
+        if o_apart:
             np.tanh(o, o)
         np.multiply(o, half, o)
         np.add(o, half, o)                  # o = σ(z_o + p_o c_t)
-        np.tanh(c, tc)
-        np.multiply(o, tc, h)               # h_t = o tanh(c_t)
-    h_all = buf.S[1:, n_in:n_in + H]
-    return np.einsum("h,thb->tb", params["Wy"], h_all) + params["by"][0]
+        if squash:
+            np.tanh(c, tc)
+            np.multiply(o, tc, h)           # h_t = o tanh(c_t)
+        else:
+            np.multiply(o, c, h)            # h_t = o c_t
+    h_all = buf.S[1:L + 1, n_in:n_in + H]
+    a = np.einsum("h,thb->tb", params["Wy"], h_all) + params["by"][0]
+    pred = 0.5 * (1 + np.tanh(0.5 * a)) if net.out == "sigmoid" else a
+    return pred, (buf.S[L, n_in:n_in + H].copy(), buf.C[L].copy())
 
 
 def backward(params, buf, dpred):
-    """BPTT through the cache forward() left in buf. dpred: (T, B) dLoss/dpred. Returns grads keyed like params.
+    """BPTT through the cache forward() left in buf. dpred: (L, B) dLoss/d(output unit's input). Returns grads keyed
+    like params. The initial state is a constant: no gradient flows into it.
 
-    Per step, mirroring the forward (dh, dc: total gradient reaching h_t, c_t):
-        dz_o = dh ⊙ tanh(c_t) ⊙ o(1-o)
-        dc   = dc_{from t+1} + dh ⊙ o ⊙ (1 - tanh²c_t) + p_o ⊙ dz_o
-        dz_i = dc ⊙ g ⊙ i(1-i),  dz_f = dc ⊙ c_{t-1} ⊙ f(1-f),  dz_g = dc ⊙ i ⊙ (1-g²)
-        dh_{t-1} = dz Wh^T (+ dpred_{t-1} Wy),  dc_{t-1} = f ⊙ dc + p_i ⊙ dz_i + p_f ⊙ dz_f
+    Per step, mirroring the forward (dh, dc: total gradient reaching h_t, c_t; tc = tanh(c_t), or c_t unsquashed):
+        dz_o = dh ⊙ tc ⊙ o(1-o)
+        dc   = dc_{from t+1} + dh ⊙ o ⊙ tc' + p_o ⊙ dz_o                         tc' = 1 - tc² or 1
+        dz_i = dc ⊙ g ⊙ i(1-i),  dz_f = dc ⊙ c_{t-1} ⊙ f(1-f),  dz_g = dc ⊙ i ⊙ g'     g' = 1 - g² or 1
+        dh_{t-1} = dz Wh^T (+ dpred_{t-1} Wy),  dc_{t-1} = f ⊙ dc + p_i ⊙ dz_i + p_f ⊙ dz_f   (no forget gate: f = 1)
     Every factor that does not depend on dh or dc is computed for all steps before the loop, and the weight
     gradients after it as one contraction over all steps."""
-    peep, H, n_in, W = buf.peep, buf.H, buf.n_in, buf.W
-    G, tc, c_prev = buf.G, buf.TC, buf.C[:-1]
-    i, g, o = G[:, :H], G[:, 2 * H:3 * H], G[:, 3 * H:]        # f enters through the i-and-f block below
-    Ko, Kc, K3 = buf.Ko, buf.Kc, buf.K3                      # written in place: no temporaries of size T
+    net, H, n_in, W = buf.net, buf.H, buf.n_in, buf.W
+    peep, forget = net.peep, net.forget
+    L = dpred.shape[0]
+    nH = W.shape[0]
+    n_sig = 2 * H if forget else H
+    G, tc, c_prev = buf.G[:L], buf.TC[:L], buf.C[:L]
+    i, g, o = G[:, :H], G[:, n_sig:n_sig + H], G[:, n_sig + H:]   # f enters through the i-and-f block below
+    Ko, Kc, K3 = buf.Ko[:L], buf.Kc[:L], buf.K3[:L]         # written in place: no temporaries of size L
     np.subtract(1, o, out=Ko)
     Ko *= o
-    Ko *= tc                                                  # Ko = tanh(c_t) o (1-o):  dz_o = dh Ko
-    np.multiply(tc, tc, out=Kc)
-    np.subtract(1, Kc, out=Kc)
-    Kc *= o                                                   # Kc = o (1 - tanh²c_t) (+ p_o Ko):  dc += dh Kc
+    Ko *= tc                                                  # Ko = tc o (1-o):  dz_o = dh Ko
+    if net.squash:
+        np.multiply(tc, tc, out=Kc)
+        np.subtract(1, Kc, out=Kc)
+        Kc *= o                                               # Kc = o (1 - tanh²c_t) (+ p_o Ko):  dc += dh Kc
+    else:
+        np.copyto(Kc, o)                                      # Kc = o (+ p_o Ko)
     if peep:
-        np.multiply(params["p_o"][:, None], Ko, out=buf.scratch)
-        Kc += buf.scratch
-    k_if, k_i, k_f, k_g = K3[:, :2], K3[:, 0], K3[:, 1], K3[:, 2]   # dz_ifg = K3 dc
-    s_if = G[:, :2 * H].reshape(buf.T, 2, H, buf.B)          # i and f as one block
-    np.subtract(1, s_if, out=k_if)
-    k_if *= s_if
+        np.multiply(params["p_o"][:, None], Ko, out=buf.scratch[:L])
+        Kc += buf.scratch[:L]
+    n_g = n_sig // H                                          # σ gates before g: i, f (or i alone)
+    k_sig, k_i, k_g = K3[:, :n_g], K3[:, 0], K3[:, n_g]       # dz_i(f)g = K3 dc
+    s_sig = G[:, :n_sig].reshape(L, n_g, H, buf.B)           # i and f as one block
+    np.subtract(1, s_sig, out=k_sig)
+    k_sig *= s_sig
     k_i *= g                                                  # g i (1-i)
-    k_f *= c_prev                                             # c_{t-1} f (1-f)
-    np.multiply(g, g, out=k_g)
-    np.subtract(1, k_g, out=k_g)
-    k_g *= i                                                  # i (1-g²)
+    if forget:
+        K3[:, 1] *= c_prev                                    # c_{t-1} f (1-f)
+    if net.squash:
+        np.multiply(g, g, out=k_g)
+        np.subtract(1, k_g, out=k_g)
+        k_g *= i                                              # i (1-g²)
+    else:
+        np.copyto(k_g, i)                                     # i
     nh = 2 * H if peep else H
-    WT = np.zeros((nh, 4 * H + 1), W.dtype)        # dz_t and dpred_{t-1} -> dh_{t-1} (and peephole dc_{t-1})
-    WT[:, :4 * H] = W[:, n_in:n_in + nh].T
-    WT[:H, 4 * H] = params["Wy"]
-    dZ, dc, dcn, dhc = buf.dZ, buf.dc, buf.dcn, buf.dhc
-    dZ[1:, 4 * H] = dpred[:-1]
+    WT = np.zeros((nh, nH + 1), W.dtype)           # dz_t and dpred_{t-1} -> dh_{t-1} (and peephole dc_{t-1})
+    WT[:, :nH] = W[:, n_in:n_in + nh].T
+    WT[:H, nH] = params["Wy"]
+    dZ, dc, dcn, dhc = buf.dZ[:L], buf.dc, buf.dcn, buf.dhc
+    dZ[1:, nH] = dpred[:-1]
     dh, dc_peep = dhc[:H], dhc[H:]
-    np.multiply(params["Wy"][:, None], dpred[-1], out=dh)    # dh_{T-1}: the readout alone
+    np.multiply(params["Wy"][:, None], dpred[-1], out=dh)    # dh_{L-1}: the readout alone
     dc_peep[...] = 0.0
     dcn[...] = 0.0
-    for dz, dz_ifg, dz_o, f_t, Kc_t, Ko_t, K3_t in buf.bwd:    # t = T-1 .. 0; dh holds dh_t
-        np.multiply(dh, Kc_t, dc)
+    for dz, dz_ifg, dz_o, f_t, Kc_t, Ko_t, K3_t in (buf.bwd if L == buf.T else buf.bwd[buf.T - L:]):
+        np.multiply(dh, Kc_t, dc)                           # t = L-1 .. 0; dh holds dh_t
         np.add(dc, dcn, dc)                                 # dc_t
         np.multiply(K3_t, dc, dz_ifg)                       # dz_i, dz_f, dz_g
         np.multiply(dh, Ko_t, dz_o)                         # dz_o
         np.dot(WT, dz, dhc)                                 # dh_{t-1} = dz_t Wh^T + dpred_{t-1} Wy; p_i dz_i + p_f dz_f
-        np.multiply(f_t, dc, dcn)
-        if peep:
-            np.add(dcn, dc_peep, dcn)                       # dc_{t-1} from step t
-    dZ = dZ[:, :4 * H]
-    dW = np.matmul(dZ, buf.S[:-1].transpose(0, 2, 1), out=buf.dW_t).sum(axis=0)  # Σ_t dz_t s_t^T, (4H, n_s)
+        if forget:
+            np.multiply(f_t, dc, dcn)
+            if peep:
+                np.add(dcn, dc_peep, dcn)                   # dc_{t-1} from step t
+        elif peep:
+            np.add(dc, dc_peep, dcn)
+        else:
+            np.copyto(dcn, dc)
+    dZ = dZ[:, :nH]
+    dW = np.matmul(dZ, buf.S[:L].transpose(0, 2, 1), out=buf.dW_t[:L]).sum(axis=0)  # Σ_t dz_t s_t^T, (nH, n_s)
     grads = {"Wx": dW[:, :n_in].T.copy(), "Wh": dW[:, n_in:n_in + H].T.copy(), "b": dW[:, -1].copy()}
     if peep:
         P = dW[:, n_in + H:n_in + 2 * H]
         grads["p_i"] = np.diagonal(P[:H]).copy()
-        grads["p_f"] = np.diagonal(P[H:2 * H]).copy()
-        grads["p_o"] = np.einsum("thb,thb->h", dZ[:, 3 * H:], buf.C[1:])
-    grads["Wy"] = np.einsum("thb,tb->h", buf.S[1:, n_in:n_in + H], dpred)
+        if forget:
+            grads["p_f"] = np.diagonal(P[H:2 * H]).copy()
+        grads["p_o"] = np.einsum("thb,thb->h", dZ[:, n_sig + H:], buf.C[1:L + 1])
+    grads["Wy"] = np.einsum("thb,tb->h", buf.S[1:L + 1, n_in:n_in + H], dpred)
     grads["by"] = np.array([dpred.sum()], dpred.dtype)
     return {k: grads[k] for k in params}
 
 
-def loss_and_grads(params, batch, buf=None):
-    """Objective ½ Σ_t (pred - y)², averaged over the batch, and its gradient."""
+def loss_and_grads(params, batch, buf=None, state=None):
+    """Objective ½ Σ_t (pred - y)², averaged over the batch, and its gradient; state: the initial (h, c)."""
     if buf is None:
         buf = buffers_for(params, batch.x)
-    pred = forward(params, batch.x, buf)
+    pred, _ = forward(params, batch.x, buf, state)
     err = pred - batch.y
     B = err.shape[1]
-    return 0.5 * float(np.sum(err * err)) / B, backward(params, buf, err / B), pred
+    dpred = err / B
+    if buf.net.out == "sigmoid":
+        dpred *= pred * (1 - pred)
+    return 0.5 * float(np.sum(err * err)) / B, backward(params, buf, dpred), pred
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -396,30 +650,50 @@ class Diverged(RuntimeError):
     """A non-finite loss or gradient."""
 
 
-EVAL_CHUNK = 256  # held-out sequences per forward pass: bounds the memory of inference
+EVAL_CHUNK = 256    # held-out sequences per forward pass: bounds the memory of inference
+FREE_RUN_CHUNK = 4096  # time steps per forward pass of a free run; the state is carried from chunk to chunk
 
 
-def test_set(cfg):
-    return msd_batch(rng_for(STREAM_TEST, cfg.test_seed), cfg.n_test, cfg.T, cfg.D_min, cfg.D_max, cfg.dtype)
+def test_set(cfg, units=None):
+    """The held-out data of cfg's task: the seed's MSD sequences, or a stream of `units` (default test_units)."""
+    return TASKS[cfg.task].test(cfg, units or cfg.test_units)
 
 
-def predict(params, x, chunk=EVAL_CHUNK):
+def predict(params, x, chunk=EVAL_CHUNK, net=None):
     """pred (T, N) for x (T, N, n_in), in chunks of sequences, without keeping a cache for backward()."""
     T, N, n_in = x.shape
-    H, peep, dtype = params["Wh"].shape[0], is_peep(params), params["Wh"].dtype
+    net = net or default_net(params)
+    H, dtype = params["Wh"].shape[0], params["Wh"].dtype
     bufs = {}
     out = []
     for k in range(0, N, chunk):
         xk = x[:, k:k + chunk]
         B = xk.shape[1]
         if B not in bufs:
-            bufs[B] = make_buffers(T, B, H, peep, n_in, dtype, grad=False)
-        out.append(forward(params, xk, bufs[B]))
+            bufs[B] = make_buffers(T, B, H, net, n_in, dtype, grad=False)
+        out.append(forward(params, xk, bufs[B])[0])
     return np.concatenate(out, axis=1)
 
 
-def evaluate(params, test):
-    return score(predict(params, test.x), test)
+def free_run(params, net, x, chunk=FREE_RUN_CHUNK):
+    """pred (L,) of one stream x (L, 1, n_in) from the zero state, through time in chunks of `chunk` steps with
+    the state carried: the model's memory is bounded by the chunk, not by L."""
+    L, _, n_in = x.shape
+    buf = make_buffers(min(chunk, L), 1, params["Wh"].shape[0], net, n_in, params["Wh"].dtype, grad=False)
+    pred, state = np.empty(L, np.float64), None
+    for k in range(0, L, buf.T):
+        p, state = forward(params, x[k:k + buf.T], buf, state)
+        pred[k:k + p.shape[0]] = p[:, 0]
+    return pred
+
+
+def evaluate(params, test, net=None, cfg=None):
+    """Score params on held-out data: the seed's MSD metrics for a Batch; the paper's criterion for a Stream."""
+    net = net or default_net(params)
+    if isinstance(test, Batch):
+        return score(predict(params, test.x, net=net), test)
+    task = TASKS[cfg.task]
+    return stream_score(free_run(params, net, test.x), test, task.tol, cfg.test_units, task.periodic)
 
 
 def lr_at(cfg, it):
@@ -427,36 +701,77 @@ def lr_at(cfg, it):
     return cfg.lr * cfg.lr_decay_factor ** ((it - 1) // cfg.lr_decay_every)
 
 
-def train(cfg, seed, test=None, on_eval=None, log=None):
-    """Train one model. Init and training batches come from generators derived from seed alone.
+def rank(metrics):
+    """Larger is better: the best checkpoint. MSD: exact solve rate, then MSE; streams: error-free run, then RMSE."""
+    if "solved" in metrics:
+        return metrics["solved"], -metrics["mse"]
+    return metrics["run_units"], -metrics["rmse"]
 
+
+def progress(m):
+    """The metrics of one evaluation as text."""
+    if "solved" in m:
+        return f"test mse {m['mse']:.5f}  solved {m['solved']:.3f}  within1 {m['within1']:.3f}"
+    s = f"run {m['run_units']:5d} units ({m['run_steps']} steps)  rmse {m['rmse']:.4f}"
+    if "period" in m:
+        s += "  period " + ("-" if m["period"] is None else f"{m['period']:.4f}")
+    return s
+
+
+class Trained(NamedTuple):
+    """What train() returns. final / best: metrics of the last / the best-ranked evaluation (for tasks with
+    long > 1 both re-scored over the long free run); best_params: a copy of the best checkpoint's parameters."""
+    params: dict
+    history: list
+    final: dict
+    best: dict
+    best_params: dict
+
+
+def train(cfg, seed, test=None, on_eval=None, log=None):
+    """Train one model. Init and training data come from generators derived from seed alone.
+
+    A training step is one window of units from the start of fresh streams (the seed's MSD: one batch of
+    sequences). With cfg.window = (min, max), min < max, the window is self-paced: SELF_PACE times the last
+    window's error-free run (its shortest over the batch), within [min, max] units.
     on_eval(record, params) is called after every evaluation (iteration 0, every cfg.eval_every, the last);
-    log(str) receives the progress lines. Returns (params, history, final); raises Diverged."""
+    log(str) receives the progress lines. Returns Trained; raises Diverged."""
+    task, net = TASKS[cfg.task], net_of(cfg)
     test = test_set(cfg) if test is None else test
     theta, params = flatten(init_params(rng_for(STREAM_INIT, seed), cfg.hidden, cfg.peep, 1, cfg.forget_bias,
-                                        cfg.dtype))
+                                        cfg.dtype, cfg.forget, cfg.init))
     data = rng_for(STREAM_TRAIN, seed)
     opt = adam_init(theta)
-    buf = make_buffers(cfg.T, cfg.batch, cfg.hidden, cfg.peep, 1, cfg.dtype)
+    w_min, w_max = cfg.window or (1, 1)
+    units = w_min
+    B = 1 if cfg.task in GENERATION else cfg.batch
+    buf = make_buffers(cfg.T if cfg.task == "msd" else w_max * unit_len(cfg), B, cfg.hidden, net, 1, cfg.dtype)
     history = []
+    best = {"key": None}
     t0 = time.perf_counter()
     train_mse = None  # no training batch seen yet
+    seen = steps = 0
 
     def record(it):
-        r = {"iter": it, "seen": it * cfg.batch, "train_mse": train_mse, **evaluate(params, test),
+        r = {"iter": it, "seen": seen, "steps": steps, "train_mse": train_mse, **evaluate(params, test, net, cfg),
              "elapsed": time.perf_counter() - t0}
+        if cfg.window:
+            r["window"] = units
         history.append(r)
+        if best["key"] is None or rank(r) > best["key"]:
+            best.update(key=rank(r), iter=it, params={k: v.copy() for k, v in params.items()})
         if log:
             eta = r["elapsed"] / it * (cfg.iters - it) if it else 0.0
             tr = f"{train_mse:.5f}" if train_mse is not None else "   -   "
-            log(f"seed {seed} it {it:5d}  seen {r['seen']:7d}  train mse {tr}  test mse {r['mse']:.5f}"
-                f"  solved {r['solved']:.3f}  within1 {r['within1']:.3f}  {r['elapsed']:6.1f}s  eta {eta:5.1f}s")
+            win = f"  window {units:3d}" if cfg.window else ""
+            log(f"seed {seed} it {it:5d}  seen {r['seen']:7d}{win}  train mse {tr}  {progress(r)}"
+                f"  {r['elapsed']:6.1f}s  eta {eta:5.1f}s")
         if on_eval:
             on_eval(r, params)
 
     record(0)
     for it in range(1, cfg.iters + 1):
-        batch = msd_batch(data, cfg.batch, cfg.T, cfg.D_min, cfg.D_max, cfg.dtype)
+        batch = task.make(cfg, data, B, units)
         loss, grads, pred = loss_and_grads(params, batch, buf)
         g = np.concatenate([grads[k].ravel() for k in params])
         norm = clip_global(g, cfg.clip)
@@ -464,11 +779,24 @@ def train(cfg, seed, test=None, on_eval=None, log=None):
             raise Diverged(f"seed {seed}: non-finite {'loss' if not math.isfinite(loss) else 'gradient'} "
                            f"at iteration {it}")
         adam_step(theta, g, opt, lr_at(cfg, it))
-        train_mse = 2 * loss / cfg.T  # the batch's MSE per step, comparable with the test MSE
+        L = batch.y.shape[0]
+        seen += B
+        steps += B * L
+        train_mse = 2 * loss / L  # the batch's MSE per step, comparable with the test MSE
+        if w_max > w_min:
+            run = int(first_errors(pred, batch, task.tol)[1].min())
+            units = min(w_max, max(w_min, math.ceil(SELF_PACE * run)))
         if it % cfg.eval_every == 0 or it == cfg.iters:
             record(it)
-    final = {k: history[-1][k] for k in ("mse", "solved", "within1")}
-    return params, history, final
+    metrics = lambda r: {k: v for k, v in r.items() if k not in ("iter", "seen", "steps", "train_mse", "elapsed",
+                                                                 "window")}
+    final = metrics(history[-1])
+    best_rec = {"iter": best["iter"], **metrics(next(r for r in history if r["iter"] == best["iter"]))}
+    if task.long > 1:
+        long_test = test_set(cfg, task.long * cfg.test_units)
+        final = evaluate(params, long_test, net, cfg)
+        best_rec = {"iter": best["iter"], **evaluate(best["params"], long_test, net, cfg)}
+    return Trained(params, history, final, best_rec, best["params"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -476,21 +804,26 @@ def train(cfg, seed, test=None, on_eval=None, log=None):
 # ----------------------------------------------------------------------------------------------------------------
 
 GRADCHECK_TOL = 1e-6
+GRADCHECK_NETS = [Net(peep, forget, squash, "linear" if squash else "sigmoid")
+                  for squash in (True, False) for forget in (True, False) for peep in (True, False)]
 
 
-def gradcheck(peep, seed=0, T=12, H=4, B=3, D_min=2, D_max=4, eps=1e-3):
+def gradcheck(net, seed=0, T=12, H=4, B=3, D_min=2, D_max=4, eps=1e-3):
     """Max relative error |a - n| / max(|a| + |n|, 1e-8) between backward() (a) and a five-point central
-    difference (n, truncation error O(eps^4)) of every entry of every parameter, in float64. Returns {name: error}."""
-    params = init_params(rng_for(STREAM_INIT, seed), H, peep)
+    difference (n, truncation error O(eps^4)) of every entry of every parameter, in float64, over a window that
+    starts from a carried nonzero state (h, c). Returns {name: error}."""
+    rng = rng_for(STREAM_INIT, seed)
+    params = init_params(rng, H, net.peep, forget=net.forget)
     for k in PEEPHOLES:  # larger peepholes, so their gradient paths carry weight well above round-off
         if k in params:
             params[k] *= 5
+    state = (rng.uniform(-0.5, 0.5, (H, B)), rng.standard_normal((H, B)))
     batch = msd_batch(rng_for(STREAM_TRAIN, seed), B, T, D_min, D_max)
-    buf = buffers_for(params, batch.x)
-    _, grads, _ = loss_and_grads(params, batch, buf)
+    buf = buffers_for(params, batch.x, net)
+    _, grads, _ = loss_and_grads(params, batch, buf, state)
 
     def loss():
-        err = forward(params, batch.x, buf) - batch.y
+        err = forward(params, batch.x, buf, state)[0] - batch.y
         return 0.5 * float(np.sum(err * err)) / B
 
     errors = {}
@@ -508,25 +841,27 @@ def gradcheck(peep, seed=0, T=12, H=4, B=3, D_min=2, D_max=4, eps=1e-3):
     return errors
 
 
+def net_label(net):
+    return f"{cell_name(net.peep, net.forget):11s} {'seed ' if net.squash else 'paper'} {net.out:7s}"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Runs: one model, many seeds, files
 # ----------------------------------------------------------------------------------------------------------------
 
-def variant_name(peep):
-    return "peephole" if peep else "vanilla"
-
-
 def run_one(cfg, seed, log=None, on_eval=None):
-    """Train one model; returns a run record and the trained parameters."""
+    """Train one model; returns a run record, the trained parameters and the best checkpoint's."""
     t0 = time.perf_counter()
-    params, history, final = train(cfg, seed, log=log, on_eval=on_eval)
-    run = {"seed": seed, "variant": variant_name(cfg.peep), "final": final, "seen": cfg.iters * cfg.batch,
-           "wall_time": time.perf_counter() - t0, "history": history}
-    return run, params
+    tr = train(cfg, seed, log=log, on_eval=on_eval)
+    last = tr.history[-1]
+    run = {"seed": seed, "variant": cell_name(cfg.peep, cfg.forget), "task": cfg.task, "final": tr.final,
+           "best": tr.best, "seen": last["seen"], "steps": last["steps"], "wall_time": time.perf_counter() - t0,
+           "history": tr.history}
+    return run, tr.params, tr.best_params
 
 
 def _job(cfg, seed):
-    """A worker's task: (run, params) or, for a diverged model, its one-line message."""
+    """A worker's task: (run, params, best_params) or, for a diverged model, its one-line message."""
     try:
         return run_one(cfg, seed)
     except Diverged as e:
@@ -535,7 +870,8 @@ def _job(cfg, seed):
 
 def run_many(cfgs_seeds, workers, log=print):
     """Train each (cfg, seed) in a pool of `workers` processes (in this process if workers == 1), logging a line
-    as each finishes. Returns [(run, params)] in the input order; raises Diverged naming the first failed model."""
+    as each finishes. Returns [(run, params, best_params)] in the input order; raises Diverged naming the first
+    failed model."""
     results = [None] * len(cfgs_seeds)
     t0 = time.perf_counter()
 
@@ -546,8 +882,7 @@ def run_many(cfgs_seeds, workers, log=print):
         run = res[0]
         el = time.perf_counter() - t0
         eta = el / n_done * (len(cfgs_seeds) - n_done)
-        log(f"[{n_done}/{len(cfgs_seeds)}] seed {run['seed']} {run['variant']:8s}  test mse {run['final']['mse']:.5f}"
-            f"  solved {run['final']['solved']:.3f}  within1 {run['final']['within1']:.3f}"
+        log(f"[{n_done}/{len(cfgs_seeds)}] seed {run['seed']} {run['variant']:8s}  {progress(run['final'])}"
             f"  ({run['wall_time']:.1f}s)  elapsed {el:.1f}s  eta {eta:.1f}s")
 
     if workers == 1:
@@ -566,19 +901,19 @@ def run_many(cfgs_seeds, workers, log=print):
     return results
 
 
-def parse_seeds(spec):
+def parse_seeds(spec, what="seeds"):
     """'0-6', '0,3,5', '2-4,9' -> sorted list of distinct ints; ValueError on anything else."""
     seeds = []
     for part in spec.split(","):
         lo, sep, hi = part.strip().partition("-")
         if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"malformed --seeds {spec!r}: use forms like 0-6, 0,3,5 or 2-4,9")
+            raise ValueError(f"malformed --{what} {spec!r}: use forms like 0-6, 0,3,5 or 2-4,9")
         a, b = int(lo), int(hi) if sep else int(lo)
         if b < a:
-            raise ValueError(f"malformed --seeds {spec!r}: range {part.strip()} runs backwards")
+            raise ValueError(f"malformed --{what} {spec!r}: range {part.strip()} runs backwards")
         seeds.extend(range(a, b + 1))
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"malformed --seeds {spec!r}: a seed is listed twice")
+        raise ValueError(f"malformed --{what} {spec!r}: a value is listed twice")
     return sorted(seeds)
 
 
@@ -603,17 +938,21 @@ def write_json(path, obj):
     write_atomic(path, lambda fh: fh.write((json.dumps(obj, indent=1) + "\n").encode()))
 
 
-def save_model(path, params, cfg, run):
-    meta = {"config": asdict(cfg), "seed": run["seed"], "final": run["final"], "history": run["history"]}
-    write_atomic(path, lambda fh: np.savez(fh, meta=json.dumps(meta), **params))
+def save_model(path, params, cfg, run, best_params=None):
+    """The parameters (and the best checkpoint's, as best_*) with the config, Net and run record as JSON meta."""
+    meta = {"config": asdict(cfg), "net": asdict(net_of(cfg)), "seed": run["seed"], "final": run["final"],
+            "best": run.get("best"), "history": run["history"]}
+    best = {"best_" + k: v for k, v in (best_params or {}).items()}
+    write_atomic(path, lambda fh: np.savez(fh, meta=json.dumps(meta), **params, **best))
 
 
 class BadModel(ValueError):
     """A --load-model file that is missing, unreadable or inconsistent."""
 
 
-def load_model(path):
-    """-> (params, meta) from a save_model() file; BadModel with a one-line reason otherwise."""
+def load_model(path, checkpoint="final"):
+    """-> (params, meta) from a save_model() file, the final parameters or the best checkpoint's; meta["net"] is
+    a Net. BadModel with a one-line reason otherwise."""
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
@@ -625,34 +964,54 @@ def load_model(path):
         meta = json.loads(str(data.pop("meta")))
     except (KeyError, ValueError):
         raise BadModel(f"--load-model {path}: no model metadata") from None
+    if checkpoint == "best":
+        if "best_Wh" not in data:
+            raise BadModel(f"--load-model {path}: holds no best checkpoint")
+        data = {k[5:]: v for k, v in data.items() if k.startswith("best_")}
     peep = "p_i" in data
-    names = [k for k in PARAM_NAMES if peep or k not in PEEPHOLES]
+    H = data["Wh"].shape[0] if "Wh" in data and data["Wh"].ndim == 2 else -1
+    if H >= 1 and data["Wh"].shape[1] not in (3 * H, 4 * H):
+        raise BadModel(f"--load-model {path}: Wh has shape {data['Wh'].shape}, expected ({H}, {4 * H}) or "
+                       f"({H}, {3 * H}) without a forget gate")
+    forget = H >= 1 and data["Wh"].shape[1] == 4 * H
+    names = [k for k in PARAM_NAMES if (peep or k not in PEEPHOLES) and (forget or k != "p_f")]
     missing = [k for k in names if k not in data]
     if missing:
         raise BadModel(f"--load-model {path}: missing arrays {', '.join(missing)}")
-    H = data["Wh"].shape[0] if data["Wh"].ndim == 2 else -1
     n_in = data["Wx"].shape[0] if data["Wx"].ndim == 2 else -1
-    want = {"Wx": (n_in, 4 * H), "Wh": (H, 4 * H), "b": (4 * H,), "p_i": (H,), "p_f": (H,), "p_o": (H,),
-            "Wy": (H,), "by": (1,)}
+    nH = (4 if forget else 3) * H
+    want = {"Wx": (n_in, nH), "Wh": (H, nH), "b": (nH,), "p_i": (H,), "p_f": (H,), "p_o": (H,), "Wy": (H,),
+            "by": (1,)}
     for k in names:
         if H < 1 or n_in != 1 or data[k].shape != want[k]:
             raise BadModel(f"--load-model {path}: {k} has shape {data[k].shape}, expected {want[k]} for H={H}")
         if not np.all(np.isfinite(data[k])):
             raise BadModel(f"--load-model {path}: {k} has non-finite entries")
-    return {k: data[k] for k in names}, meta
+    params = {k: data[k] for k in names}
+    try:
+        net = Net(**meta["net"]) if "net" in meta else default_net(params)
+    except TypeError:
+        raise BadModel(f"--load-model {path}: malformed net in the metadata") from None
+    if (net.peep, net.forget) != (peep, forget) or net.out not in ("linear", "sigmoid"):
+        raise BadModel(f"--load-model {path}: its net {meta['net']} does not match its arrays")
+    meta["net"] = net
+    return params, meta
 
 
 def summary_table(runs):
-    """Per-seed rows, then mean, median and std per variant, as aligned text."""
-    lines = [f"{'variant':8s} {'seed':>6s} {'test mse':>9s} {'solved':>7s} {'within1':>7s}"]
+    """Per-seed rows of the final metrics, then mean, median and std per variant, as aligned text."""
+    keys = [k for k in ("mse", "solved", "within1", "run_units", "success", "rmse", "period")
+            if k in runs[0]["final"]]
+    w = max(11, *(len(r["variant"]) for r in runs))
+    lines = [f"{'variant':{w}s} {'seed':>6s} " + " ".join(f"{k:>10s}" for k in keys)]
+    num = lambda v: np.nan if v is None else float(v)
     for r in runs:
-        f = r["final"]
-        lines.append(f"{r['variant']:8s} {r['seed']:6d} {f['mse']:9.5f} {f['solved']:7.3f} {f['within1']:7.3f}")
+        lines.append(f"{r['variant']:{w}s} {r['seed']:6d} " + " ".join(f"{num(r['final'][k]):10.5g}" for k in keys))
     for v in dict.fromkeys(r["variant"] for r in runs):
-        m = np.array([[r["final"][k] for k in ("mse", "solved", "within1")] for r in runs if r["variant"] == v])
+        m = np.array([[num(r["final"][k]) for k in keys] for r in runs if r["variant"] == v])
         for name, fn in (("mean", np.mean), ("median", np.median), ("std", np.std)):
-            a = fn(m, axis=0)
-            lines.append(f"{v:8s} {name:>6s} {a[0]:9.5f} {a[1]:7.3f} {a[2]:7.3f}")
+            a = [fn(col[np.isfinite(col)]) if np.isfinite(col).any() else np.nan for col in m.T]
+            lines.append(f"{v:{w}s} {name:>6s} " + " ".join(f"{x:10.5g}" for x in a))
     return "\n".join(lines)
 
 
@@ -810,36 +1169,73 @@ def finite_float(s):
     return v
 
 
+def int_set(s):
+    """'0,1', '0-2', '0-10' -> a sorted tuple of distinct non-negative ints (the I set)."""
+    try:
+        return tuple(parse_seeds(s, "I"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def window_units(s):
+    """'10' -> (10, 10), a fixed window; '10-200' -> (10, 200), self-paced."""
+    lo, sep, hi = s.partition("-")
+    if not lo.isdigit() or (sep and not hi.isdigit()) or int(lo) < 1 or (sep and int(hi) < int(lo)):
+        raise argparse.ArgumentTypeError(f"expected N or MIN-MAX units, 1 <= MIN <= MAX, got {s!r}")
+    return int(lo), int(hi) if sep else int(lo)
+
+
+# Flags that belong to some tasks only; given for another task they are an error, not silently ignored.
+TASK_FLAGS = {"T": ("msd",), "D_min": ("msd",), "D_max": ("msd",), "n_test": ("msd",), "F": ("delays", "gts", "pfg"),
+              "I": ("delays",), "wave": ("pfg",), "window": ("delays", "gts", "pfg"),
+              "test_units": ("delays", "gts", "pfg")}
+
+
 def recipe_parser(description):
-    """A parser with the task, model, training and evaluation flags (defaults: the headline recipe) and one-line
-    errors with argparse's exit status 2. The figure scripts start from it too."""
-    d = Config()
+    """A parser with the task, model, training and evaluation flags and one-line errors with argparse's exit
+    status 2. Flags left out take the task's defaults (Config, TASKS). The figure scripts start from it too."""
     ap = argparse.ArgumentParser(description=description)
     ap.error = lambda msg: ap.exit(2, f"{ap.prog}: error: {msg}\n")
-    task = ap.add_argument_group("task")
-    task.add_argument("--T", type=positive_int, default=d.T, help="sequence length")
-    task.add_argument("--D-min", type=int, default=d.D_min, help="shortest spike gap D")
-    task.add_argument("--D-max", type=int, default=d.D_max, help="longest spike gap D")
+    d = lambda task, k: TASKS[task].defaults[k]
+    task = ap.add_argument_group("task (defaults: the task's, TASKS in the module)")
+    task.add_argument("--task", choices=tuple(TASKS), help="msd (default): the seed's MSD; delays: the paper's "
+                      "MSD stream (NMSD with --window 1); gts, pfg: the paper's GTS and PFG")
+    task.add_argument("--T", type=positive_int, help=f"msd: sequence length ({d('msd', 'T')})")
+    task.add_argument("--D-min", type=int, help=f"msd: shortest spike gap D ({d('msd', 'D_min')})")
+    task.add_argument("--D-max", type=int, help=f"msd: longest spike gap D ({d('msd', 'D_max')})")
+    task.add_argument("--F", "--period", dest="F", type=positive_int,
+                      help=f"delays: the interval's offset F; gts, pfg: the period ({d('gts', 'F')})")
+    task.add_argument("--I", type=int_set, help="delays: the set I(n) is drawn from: 0,1 or 0-2 or 0-10 (0,1)")
+    task.add_argument("--wave", choices=tuple(WAVES), help="pfg: f_cos, f_tri or f_rect (cos)")
+    task.add_argument("--window", type=window_units, help="streams: training window in units, N fixed or MIN-MAX "
+                      "self-paced (delays 10; gts, pfg 10-200)")
     model = ap.add_argument_group("model")
-    model.add_argument("--hidden", type=positive_int, default=d.hidden, help="cells H")
-    model.add_argument("--forget-bias", type=finite_float, default=d.forget_bias)
-    model.add_argument("--dtype", choices=("float64", "float32"), default=d.dtype)
+    model.add_argument("--arch", choices=("seed", "paper"), default="seed",
+                       help="seed: tanh cell input and output, linear output unit; paper: identity cell input, no "
+                            "output squashing, sigmoid output unit for spikes (default seed)")
+    model.add_argument("--init", choices=("seed", "paper"), default="seed",
+                       help="seed: Gaussian, forget bias 1; paper: uniform [-0.1, 0.1], gate biases 0, -2, +2")
+    model.add_argument("--hidden", type=positive_int, help="cells H (seed arch 8, paper arch 1)")
+    model.add_argument("--no-forget", dest="forget", action="store_false", help="the 1997 cell: no forget gate")
+    model.add_argument("--forget-bias", type=finite_float, help="(seed init 1.0, paper init -2.0)")
+    model.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     tr = ap.add_argument_group("training")
-    tr.add_argument("--batch", type=positive_int, default=d.batch)
-    tr.add_argument("--iters", type=positive_int, default=d.iters)
-    tr.add_argument("--lr", type=finite_float, default=d.lr)
-    tr.add_argument("--lr-decay-factor", type=finite_float, default=d.lr_decay_factor)
-    tr.add_argument("--lr-decay-every", type=positive_int, default=d.lr_decay_every)
-    tr.add_argument("--clip", type=finite_float, default=d.clip, help="global L2 gradient norm bound")
+    tr.add_argument("--batch", type=positive_int, help="sequences or streams per step (msd 32, delays 16, gts/pfg 1)")
+    tr.add_argument("--iters", type=positive_int, help=f"({d('msd', 'iters')})")
+    tr.add_argument("--lr", type=finite_float, help=f"Adam's step size ({d('msd', 'lr')})")
+    tr.add_argument("--lr-decay-factor", type=finite_float, help=f"({d('msd', 'lr_decay_factor')})")
+    tr.add_argument("--lr-decay-every", type=positive_int, help=f"({d('msd', 'lr_decay_every')})")
+    tr.add_argument("--clip", type=finite_float, help=f"global L2 gradient norm bound ({d('msd', 'clip')})")
     ev = ap.add_argument_group("evaluation")
-    ev.add_argument("--n-test", type=positive_int, default=d.n_test, help="held-out sequences")
-    ev.add_argument("--test-seed", type=int, default=d.test_seed)
-    ev.add_argument("--eval-every", type=positive_int, default=d.eval_every)
+    ev.add_argument("--n-test", type=positive_int, help=f"msd: held-out sequences ({d('msd', 'n_test')})")
+    ev.add_argument("--test-units", type=positive_int, help="streams: units in the free-run test (1000)")
+    ev.add_argument("--test-seed", type=int, help=f"({d('msd', 'test_seed')})")
+    ev.add_argument("--eval-every", type=positive_int, help=f"({d('msd', 'eval_every')})")
     return ap
 
 
 def build_parser():
-    ap = recipe_parser("LSTM with and without peephole connections on the MSD timing task.")
+    ap = recipe_parser("LSTM with and without peephole connections on precise-timing tasks.")
     v = ap.add_argument_group("variant").add_mutually_exclusive_group()
     v.add_argument("--peep", dest="variant", action="store_const", const="peep", help="peephole LSTM (default)")
     v.add_argument("--no-peep", dest="variant", action="store_const", const="vanilla", help="LSTM without peepholes")
@@ -851,9 +1247,10 @@ def build_parser():
     seeds.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes for many models")
     io = ap.add_argument_group("files and modes")
     io.add_argument("--out", help="write arguments, histories and final metrics as JSON")
-    io.add_argument("--save-model", help="write the trained parameters and config (.npz); one model only")
+    io.add_argument("--save-model", help="write the trained parameters, the best checkpoint's and the config (.npz)")
     io.add_argument("--load-model", help="a --save-model file to re-score (with --eval-only)")
-    io.add_argument("--eval-only", action="store_true", help="score --load-model on the held-out set")
+    io.add_argument("--checkpoint", choices=("final", "best"), default="final", help="which --load-model parameters")
+    io.add_argument("--eval-only", action="store_true", help="score --load-model on its task's held-out data")
     io.add_argument("--gradcheck", action="store_true", help="check backward() against finite differences")
     io.add_argument("--report", metavar="SWEEP_JSON", help="print the README's Markdown tables from a --both sweep")
     io.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
@@ -861,19 +1258,31 @@ def build_parser():
 
 
 def config_from_args(a, peep):
-    """The Config of parsed recipe flags (argparse's dest names are the Config's field names)."""
-    return Config(**{f.name: getattr(a, f.name) for f in fields(Config) if f.name != "peep"}, peep=peep)
+    """The Config of parsed recipe flags (argparse's dest names are the Config's field names; None: default)."""
+    return Config(**{f.name: getattr(a, f.name) for f in fields(Config) if f.name != "peep"
+                     and getattr(a, f.name) is not None}, peep=peep)
 
 
 def check_recipe(a):
     """Checks of the recipe flags that argparse cannot do: the first problem as one line, or None."""
-    problems = check_task(a.T, a.D_min, a.D_max)
-    if a.lr <= 0:
-        problems.append(f"--lr must be > 0 (got {a.lr})")
-    if a.clip <= 0:
-        problems.append(f"--clip must be > 0 (got {a.clip})")
-    if not 0 < a.lr_decay_factor <= 1:
-        problems.append(f"--lr-decay-factor must be in (0, 1] (got {a.lr_decay_factor})")
+    task = a.task or "msd"
+    for k, tasks in TASK_FLAGS.items():
+        if getattr(a, k) is not None and task not in tasks:
+            return f"--{k.replace('_', '-')} applies to --task {' / '.join(tasks)}, not {task}"
+    if not a.forget and a.forget_bias is not None:
+        return "--forget-bias needs a forget gate: drop it or --no-forget"
+    if task in GENERATION and a.batch not in (None, 1):
+        return f"--task {task} has no input, so every stream is the same: --batch must be 1 (got {a.batch})"
+    cfg = config_from_args(a, True)
+    problems = check_task(cfg.T, cfg.D_min, cfg.D_max) if task == "msd" else []
+    if task == "pfg" and cfg.F < 2:
+        problems.append(f"--period must be >= 2 for pfg (got {cfg.F})")
+    if cfg.lr <= 0:
+        problems.append(f"--lr must be > 0 (got {cfg.lr})")
+    if cfg.clip <= 0:
+        problems.append(f"--clip must be > 0 (got {cfg.clip})")
+    if not 0 < cfg.lr_decay_factor <= 1:
+        problems.append(f"--lr-decay-factor must be in (0, 1] (got {cfg.lr_decay_factor})")
     return problems[0] if problems else None
 
 
@@ -881,27 +1290,74 @@ def check_args(a):
     """check_recipe() and the cross-flag checks of this command."""
     if a.eval_only != bool(a.load_model):
         return "--eval-only and --load-model go together"
-    if a.save_model and (a.seeds or a.variant == "both"):
+    if a.save_model and (a.seeds is not None or a.variant == "both"):
         return "--save-model takes one model: drop --seeds and --both"
     return check_recipe(a)
 
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor()
+
+
 def versions():
+    """Versions and the machine: per-seed values depend on the CPU and NumPy's SIMD paths and BLAS build."""
+    try:
+        npc = np.show_config(mode="dicts")
+        simd, blas = npc.get("SIMD Extensions", {}), npc.get("Build Dependencies", {}).get("blas", {})
+        blas = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:   # show_config's dict form is NumPy >= 1.26 and not guaranteed elsewhere
+        simd, blas = None, None
     return {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
-            "cores": os.cpu_count()}
+            "cores": os.cpu_count(), "cpu": cpu_model(), "numpy_simd": simd, "blas": blas,
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}
+
+
+def describe(cfg):
+    """One line: the task and recipe."""
+    if cfg.task == "msd":
+        task = f"msd (the seed's): T={cfg.T} D in [{cfg.D_min}, {cfg.D_max}]"
+    elif cfg.task == "delays":
+        task = f"delays (paper's MSD): F={cfg.F} I in {{{','.join(map(str, cfg.I))}}}"
+    else:
+        task = f"{cfg.task}: " + (f"f_{cfg.wave} " if cfg.task == "pfg" else "") + f"F={cfg.F}"
+    if cfg.window:
+        task += f" window {cfg.window[0]}" + (f"-{cfg.window[1]} (self-paced)" if cfg.window[1] > cfg.window[0] else "")
+    net = net_of(cfg)
+    test = (f"{cfg.n_test} seqs" if cfg.task == "msd" else f"free run of {cfg.test_units} units"
+            + (f" (final and best: {TASKS[cfg.task].long * cfg.test_units})" if TASKS[cfg.task].long > 1 else ""))
+    return (f"{task}  arch={cfg.arch} (output {net.out}) init={cfg.init} H={cfg.hidden} batch="
+            f"{1 if cfg.task in GENERATION else cfg.batch} iters={cfg.iters} lr={cfg.lr} (x{cfg.lr_decay_factor} every "
+            f"{cfg.lr_decay_every}) clip={cfg.clip} {cfg.dtype}  test: {test}, seed {cfg.test_seed}")
 
 
 def final_line(run):
-    f = run["final"]
-    return (f"final seed {run['seed']} {run['variant']}: test mse {f['mse']:.5f}  solved {f['solved']:.3f}"
-            f"  within1 {f['within1']:.3f}")
+    return f"final seed {run['seed']} {run['variant']}: {progress(run['final'])}" + (
+        f"\nbest  seed {run['seed']} {run['variant']}: iteration {run['best']['iter']}, {progress(run['best'])}"
+        if run.get("best") and "run_units" in run["best"] else "")
+
+
+def saved_config(meta, a):
+    """The Config a saved model was trained with, its held-out flags overridden by those given to this command."""
+    c = dict(meta.get("config", {}))
+    for k in ("I", "window"):
+        if c.get(k) is not None:
+            c[k] = tuple(c[k])
+    c = {k: v for k, v in c.items() if k in {f.name for f in fields(Config)}}
+    for k in ("T", "D_min", "D_max", "n_test", "test_seed", "F", "I", "wave", "test_units"):
+        if getattr(a, k) is not None:
+            c[k] = getattr(a, k)
+    return Config(**c)
 
 
 def main(argv=None):
     ap = build_parser()
     a = ap.parse_args(argv)
     problem = check_args(a)
-    if a.seeds:
+    if a.seeds is not None:
         try:
             seeds = parse_seeds(a.seeds)
         except ValueError as e:
@@ -913,10 +1369,10 @@ def main(argv=None):
 
     if a.gradcheck:
         worst = 0.0
-        for peep in (True, False):
-            errs = gradcheck(peep)
+        for net in GRADCHECK_NETS:
+            errs = gradcheck(net)
             worst = max(worst, *errs.values())
-            print(f"gradcheck {variant_name(peep):8s} " + "  ".join(f"{k} {e:.1e}" for k, e in errs.items()))
+            print(f"gradcheck {net_label(net)} " + "  ".join(f"{k} {e:.1e}" for k, e in errs.items()))
         ok = worst <= GRADCHECK_TOL
         print(f"gradcheck {'passed' if ok else 'FAILED'}: max relative error {worst:.1e} (tolerance {GRADCHECK_TOL:.0e})")
         return 0 if ok else 1
@@ -931,41 +1387,44 @@ def main(argv=None):
 
     if a.eval_only:
         try:
-            params, meta = load_model(a.load_model)
+            params, meta = load_model(a.load_model, a.checkpoint)
+            cfg = saved_config(meta, a)
         except BadModel as e:
             ap.error(str(e))
-        cfg = replace(config_from_args(a, is_peep(params)), hidden=params["Wh"].shape[0],
-                      dtype=str(params["Wh"].dtype))
-        print(f"re-scoring {a.load_model} ({variant_name(cfg.peep)}, H={cfg.hidden}, trained as seed "
-              f"{meta.get('seed')}) on {cfg.n_test} held-out sequences, T={cfg.T}, D in [{cfg.D_min}, {cfg.D_max}]")
-        run = {"seed": meta.get("seed"), "variant": variant_name(cfg.peep), "final": evaluate(params, test_set(cfg))}
+        except (TypeError, ValueError, KeyError):
+            ap.error(f"--load-model {a.load_model}: malformed config in the metadata")
+        if a.task and a.task != cfg.task:
+            ap.error(f"--load-model {a.load_model} was trained on --task {cfg.task}, not {a.task}")
+        net = meta["net"]
+        print(f"re-scoring {a.load_model} ({a.checkpoint}: {cell_name(net.peep, net.forget)}, "
+              f"H={params['Wh'].shape[0]}, trained as seed {meta.get('seed')}): {describe(cfg)}")
+        test = test_set(cfg, TASKS[cfg.task].long * cfg.test_units if cfg.task != "msd" else None)
+        run = {"seed": meta.get("seed"), "variant": cell_name(net.peep, net.forget),
+               "final": evaluate(params, test, net, cfg)}
         print(final_line(run))
         return 0
 
-    variants = {"peep": [True], "vanilla": [False], "both": [True, False], None: [True]}[a.variant]
-    jobs = [(config_from_args(a, peep), seed) for seed in seeds for peep in variants]
+    peeps = {"peep": [True], "vanilla": [False], "both": [True, False], None: [True]}[a.variant]
+    jobs = [(config_from_args(a, peep), seed) for seed in seeds for peep in peeps]
     cfg0 = jobs[0][0]
-    print(f"MSD: T={cfg0.T} D in [{cfg0.D_min}, {cfg0.D_max}]  H={cfg0.hidden} batch={cfg0.batch} "
-          f"iters={cfg0.iters} lr={cfg0.lr} (x{cfg0.lr_decay_factor} every {cfg0.lr_decay_every}) clip={cfg0.clip} "
-          f"{cfg0.dtype}  test: {cfg0.n_test} seqs, seed {cfg0.test_seed}")
-    print(f"models: {', '.join(variant_name(p) for p in variants)} x seeds {a.seeds or a.seed}"
+    print(describe(cfg0))
+    print(f"models: {', '.join(cell_name(p, cfg0.forget) for p in peeps)} x seeds {a.seeds or a.seed}"
           + (f" on {min(a.workers, len(jobs))} workers" if len(jobs) > 1 else ""))
     t0 = time.perf_counter()
     try:
         if len(jobs) == 1:
-            run, params = run_one(cfg0, seeds[0], log=None if a.quiet else print)
-            results = [(run, params)]
+            results = [run_one(cfg0, seeds[0], log=None if a.quiet else print)]
         else:
             results = run_many(jobs, min(a.workers, len(jobs)))
     except Diverged as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1
-    runs = [r for r, _ in results]
+    runs = [r for r, _, _ in results]
     print(final_line(runs[0]) if len(runs) == 1 else summary_table(runs))
     wall = time.perf_counter() - t0
     print(f"wall time {wall:.1f}s")
     if a.save_model:
-        save_model(a.save_model, results[0][1], cfg0, runs[0])
+        save_model(a.save_model, results[0][1], cfg0, runs[0], results[0][2])
         print(f"wrote {a.save_model}")
     if a.out:
         args = {k: v for k, v in vars(a).items()}

@@ -38,8 +38,8 @@ def models_from_args(a):
         models = {}
         for want, path in (("peephole", a.peep_model), ("vanilla", a.vanilla_model)):
             params, meta = tcs.load_model(path)
-            if tcs.variant_name(tcs.is_peep(params)) != want:
-                raise tcs.BadModel(f"{path} holds a {tcs.variant_name(tcs.is_peep(params))} model, not {want}")
+            if tcs.cell_name(tcs.is_peep(params)) != want:
+                raise tcs.BadModel(f"{path} holds a {tcs.cell_name(tcs.is_peep(params))} model, not {want}")
             if not meta.get("history") or "config" not in meta:
                 raise tcs.BadModel(f"{path} has no training history; save it with --save-model")
             models[want] = (params, meta["history"], meta["seed"], meta["config"])
@@ -51,13 +51,13 @@ def models_from_args(a):
     cfg = tcs.config_from_args(a, True)
     jobs = [(cfg, a.seed), (tcs.replace(cfg, peep=False), a.seed)]
     results = tcs.run_many(jobs, min(2, os.cpu_count() or 1), log=print)
-    return {run["variant"]: (params, run["history"], run["seed"]) for run, params in results}, cfg
+    return {run["variant"]: (params, run["history"], run["seed"]) for run, params, _ in results}, cfg
 
 
 def internals(params, x):
     """Everything the cell computes for the sequences x (T, N, 1): c, i, f, g, o (T, H, N) and pred (T, N)."""
     buf = tcs.buffers_for(params, x)
-    pred = tcs.forward(params, x, buf)
+    pred, _ = tcs.forward(params, x, buf)
     H = buf.H
     G = buf.G
     return {"c": buf.C[1:].copy(), "i": G[:, :H].copy(), "f": G[:, H:2 * H].copy(),
@@ -305,7 +305,7 @@ def fig_weights(params):
     a_h.set_yticklabels([f"h_{j}" for j in range(H)])
     a_h.set_title("recurrent h(t-1) -> gates (Wh)", fontsize=9, loc="left")
     a_h.set_xticks([b * H + (H - 1) / 2 for b in range(4)])
-    a_h.set_xticklabels([f"{g}  (cells 0-{H - 1})" for g in tcs.GATES])
+    a_h.set_xticklabels([f"{g}  (cells 0-{H - 1})" for g in "ifgo"])
     a_h.set_xlabel("gate pre-activation z (gate, cell)")
     plt.setp(a_x.get_xticklabels(), visible=False)
     fig.colorbar(im, cax=cax, label="weight")

@@ -98,10 +98,10 @@ def median_time(fn, repeats):
 def step_costs(peep, dtype, repeats):
     cfg = tcs.Config(peep=peep, dtype=dtype)
     params = tcs.init_params(tcs.rng_for(tcs.STREAM_INIT, 4), cfg.hidden, peep, dtype=dtype)
-    params, _, _ = tcs.train(tcs.replace(cfg, iters=200, eval_every=200), 4)   # trained weights: realistic tanh
+    params = tcs.train(tcs.replace(cfg, iters=200, eval_every=200), 4).params   # trained weights: realistic tanh
     batch = tcs.msd_batch(np.random.default_rng(0), cfg.batch, cfg.T, cfg.D_min, cfg.D_max, dtype)
-    buf = tcs.make_buffers(cfg.T, cfg.batch, cfg.hidden, peep, 1, dtype)
-    pred = tcs.forward(params, batch.x, buf)
+    buf = tcs.make_buffers(cfg.T, cfg.batch, cfg.hidden, tcs.Net(peep), 1, dtype)
+    pred, _ = tcs.forward(params, batch.x, buf)
     dpred = (pred - batch.y) / cfg.batch
     fwd = median_time(lambda: tcs.forward(params, batch.x, buf), repeats)
     bwd = median_time(lambda: tcs.backward(params, buf, dpred), repeats)
@@ -109,7 +109,7 @@ def step_costs(peep, dtype, repeats):
     t100 = median_time(lambda: tcs.train(tcs.replace(cfg, iters=100), 0), 3)
     t300 = median_time(lambda: tcs.train(tcs.replace(cfg, iters=300), 0), 3)
     per100 = (t300 - t100) / 2
-    row = {"variant": tcs.variant_name(peep), "dtype": dtype, "fwd_us_per_step": fwd / cfg.T * 1e6,
+    row = {"variant": tcs.cell_name(peep), "dtype": dtype, "fwd_us_per_step": fwd / cfg.T * 1e6,
            "bwd_us_per_step": bwd / cfg.T * 1e6, "s_per_100_iters": per100,
            "headline_s_extrapolated": t100 + per100 * (cfg.iters - 100) / 100}
     if dtype == "float64":

@@ -19,7 +19,7 @@ def cli(*args):
 
 
 def test_short_run_learns():
-    params, history, final = tcs.train(SMALL, seed=3)
+    params, history, final, _, _ = tcs.train(SMALL, seed=3)
     untrained = history[0]
     assert [h["iter"] for h in history] == [0, 100, 200, 300]
     assert final["mse"] < 0.75 * untrained["mse"]
@@ -69,7 +69,7 @@ def test_sweep_is_bit_identical_to_single_runs(tmp_path):
     assert drop(alone["history"]) == drop(in_sweep["history"])
     # and the sweep on one worker, in this process, gives the same numbers again
     cfgs = [(tcs.Config(T=40, D_min=5, D_max=15, iters=60, eval_every=20, n_test=64, peep=False), 1)]
-    (run, params), = tcs.run_many(cfgs, workers=1, log=lambda s: None)
+    (run, params, _), = tcs.run_many(cfgs, workers=1, log=lambda s: None)
     assert run["final"] == alone["final"]
 
 
