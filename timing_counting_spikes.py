@@ -1062,22 +1062,39 @@ def bootstrap_mean_ci(d, n_boot=10000, seed=0, level=0.95):
     return float(lo), float(hi)
 
 
+def wilson_interval(k, n, z=1.959963984540054):
+    """95% Wilson score interval for k successes out of n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 class BadSweep(ValueError):
-    """A --report file that is not a complete --both sweep."""
+    """A --report file that is not a complete --both sweep or a stream-task sweep."""
 
 
-def load_sweep(path):
-    """-> {seed: {"peephole": run, "vanilla": run}} and the sweep's config; BadSweep with a one-line reason."""
+def read_results(path):
+    """The parsed --out file at path, with a non-empty 'runs' list; BadSweep with a one-line reason otherwise."""
     try:
         with open(path) as fh:
-            sweep = json.load(fh)
+            res = json.load(fh)
     except FileNotFoundError:
         raise BadSweep(f"--report {path}: no such file") from None
     except (OSError, ValueError) as e:
         raise BadSweep(f"--report {path}: not JSON ({type(e).__name__})") from None
-    runs = sweep.get("runs") if isinstance(sweep, dict) else None
+    runs = res.get("runs") if isinstance(res, dict) else None
     if not isinstance(runs, list) or not runs:
         raise BadSweep(f"--report {path}: no 'runs' list")
+    return res
+
+
+def load_sweep(path):
+    """-> {seed: {"peephole": run, "vanilla": run}} and the sweep's config; BadSweep with a one-line reason."""
+    sweep = read_results(path)
+    runs = sweep["runs"]
     pairs = {}
     for k, r in enumerate(runs):
         try:
@@ -1142,6 +1159,44 @@ def report(pairs, headline_seed=4):
         fmt = ".5f" if m == "mse" else ".3f"
         out.append(f"| {name} | {int((sign * d > 0).sum())} | {int((d == 0).sum())} | {int((sign * d < 0).sum())} "
                    f"| {d.mean():+{fmt}} | [{lo:+{fmt}}, {hi:+{fmt}}] | {p:.2g} |")
+    return "\n".join(out)
+
+
+def load_stream_runs(path):
+    """-> (config, runs) of a stream-task --out file; BadSweep with a one-line reason otherwise."""
+    res = read_results(path)
+    runs = res["runs"]
+    for k, r in enumerate(runs):
+        try:
+            ok = all(isinstance(r[c]["run_units"], int) and isinstance(r[c]["success"], bool) for c in ("final", "best"))
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise BadSweep(f"--report {path}: run {k} lacks final and best stream metrics")
+    return res.get("config", {}), runs
+
+
+def stream_report(files):
+    """One Markdown table over stream-task --out files: a row per file and cell."""
+    out = ["| file | task | cell | arch | window | n | successes, best (95% CI) | successes, final | "
+           "median run, best | median run, final | median \\|period − F\\|, best |",
+           "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for path, (cfg, runs) in files:
+        for v in dict.fromkeys(r["variant"] for r in runs):
+            rs = [r for r in runs if r["variant"] == v]
+            n = len(rs)
+            kb = sum(r["best"]["success"] for r in rs)
+            kf = sum(r["final"]["success"] for r in rs)
+            lo, hi = wilson_interval(kb, n)
+            med = lambda c: float(np.median([r[c]["run_units"] for r in rs]))
+            per = [abs(r["best"]["period"] - cfg.get("F", 0)) for r in rs if r["best"].get("period") is not None]
+            task = cfg.get("task", "?") + (f" f_{cfg['wave']}" if cfg.get("task") == "pfg" else "") + \
+                f" F={cfg.get('F')}" + (f" I={','.join(map(str, cfg['I']))}" if cfg.get("task") == "delays" else "")
+            w = cfg.get("window") or ["-"]
+            out.append(f"| {os.path.basename(path)} | {task} | {v} | {cfg.get('arch')} H={cfg.get('hidden')} "
+                       f"| {'-'.join(map(str, dict.fromkeys(w)))} | {n} | {kb} / {n} [{lo:.2f}, {hi:.2f}] "
+                       f"| {kf} / {n} | {med('best'):g} | {med('final'):g} "
+                       f"| {f'{np.median(per):.4f}' if per else '-'} |")
     return "\n".join(out)
 
 
@@ -1252,7 +1307,8 @@ def build_parser():
     io.add_argument("--checkpoint", choices=("final", "best"), default="final", help="which --load-model parameters")
     io.add_argument("--eval-only", action="store_true", help="score --load-model on its task's held-out data")
     io.add_argument("--gradcheck", action="store_true", help="check backward() against finite differences")
-    io.add_argument("--report", metavar="SWEEP_JSON", help="print the README's Markdown tables from a --both sweep")
+    io.add_argument("--report", metavar="OUT_JSON", nargs="+", help="print Markdown tables: of one MSD --both sweep, "
+                    "or one table over stream-task --out files")
     io.add_argument("--quiet", action="store_true", help="no per-evaluation progress lines")
     return ap
 
@@ -1379,10 +1435,16 @@ def main(argv=None):
 
     if a.report:
         try:
-            pairs, _ = load_sweep(a.report)
+            first = read_results(a.report[0])
+            if (first.get("config") or {}).get("task", "msd") == "msd":
+                if len(a.report) > 1:
+                    raise BadSweep("--report takes one MSD sweep file at a time")
+                pairs, _ = load_sweep(a.report[0])
+                print(report(pairs))
+            else:
+                print(stream_report([(f, load_stream_runs(f)) for f in a.report]))
         except BadSweep as e:
             ap.error(str(e))
-        print(report(pairs))
         return 0
 
     if a.eval_only:

@@ -2,13 +2,13 @@
 
     python3 bench/bench_speed.py                 # per-step timings, ~1 min
     python3 bench/bench_speed.py --full          # + whole headline runs, peak memory, 7-seed sweep, ~4 min
+    python3 bench/bench_speed.py --baseline DIR  # + the headline of the checkout in DIR against ours, alternating
 
 Prints a table and writes results/bench.json. Timings on a shared 2-core machine are noisy: every number is a
 median of repeats, and the straightforward implementation is timed in the same process for a ratio.
 """
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -120,6 +120,25 @@ def step_costs(peep, dtype, repeats):
     return row
 
 
+SHAPES = (  # (label, Net, H, B): the stream tasks' model shapes, and the seed's headline shape for reference
+    ("paper one-cell, peephole, B=1", tcs.Net(True, True, False, "sigmoid"), 1, 1),
+    ("paper one-cell, no peepholes, B=1", tcs.Net(False, True, False, "sigmoid"), 1, 1),
+    ("seed 8-cell, peephole, B=1", tcs.Net(), 8, 1),
+    ("seed 8-cell, peephole, B=32", tcs.Net(), 8, 32),
+)
+
+
+def shape_costs(label, net, H, B, repeats, L=1000):
+    """µs per time step of forward+backward (training) and of a free run (inference), over an L-step window."""
+    rng = np.random.default_rng(0)
+    params = tcs.init_params(rng, H, net.peep, forget=net.forget)
+    s = tcs.delay_stream(rng, B, L, 10, (0, 1))
+    buf = tcs.buffers_for(params, s.x, net)
+    train = median_time(lambda: tcs.loss_and_grads(params, s, buf), repeats)
+    run = median_time(lambda: tcs.free_run(params, net, s.x[:, :1]), repeats)
+    return {"shape": label, "H": H, "B": B, "train_us_per_step": train / L * 1e6, "free_run_us_per_step": run / L * 1e6}
+
+
 # Runs the module as __main__ and reports VmHWM, the peak resident set of this process since its exec (ru_maxrss
 # would carry over the parent's peak).
 RSS = "import runpy,sys;sys.argv=sys.argv[1:];" \
@@ -128,21 +147,40 @@ RSS = "import runpy,sys;sys.argv=sys.argv[1:];" \
       "print('maxrss_kb', hwm, file=sys.stderr)"
 
 
+def one_run(args, root=ROOT):
+    """Wall time and peak RSS (MB) of `python3 ROOT/timing_counting_spikes.py args` as a separate process."""
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", RSS, os.path.join(root, "timing_counting_spikes.py"), *args],
+                       capture_output=True, text=True, check=True)
+    return time.perf_counter() - t, int(r.stderr.split("maxrss_kb")[-1]) / 1024
+
+
 def whole_run(args, repeats):
     """Median wall time and peak RSS of `python3 timing_counting_spikes.py args` as a separate process."""
-    walls, rss = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        r = subprocess.run([sys.executable, "-c", RSS, os.path.join(ROOT, "timing_counting_spikes.py"), *args],
-                           capture_output=True, text=True, check=True)
-        walls.append(time.perf_counter() - t)
-        rss.append(int(r.stderr.split("maxrss_kb")[-1]) / 1024)
-    return statistics.median(walls), max(rss)
+    runs = [one_run(args) for _ in range(repeats)]
+    return statistics.median(w for w, _ in runs), max(m for _, m in runs)
+
+
+def against_baseline(baseline, repeats=3):
+    """The peephole and vanilla headlines of this checkout and of `baseline`, run alternately: medians and ratios."""
+    out = {}
+    for name, args in (("peephole headline", ["--quiet"]), ("vanilla headline", ["--no-peep", "--quiet"])):
+        ours, theirs = [], []
+        for _ in range(repeats):
+            theirs.append(one_run(args, baseline)[0])
+            ours.append(one_run(args)[0])
+        out[name] = {"this_s": statistics.median(ours), "baseline_s": statistics.median(theirs),
+                     "ratio": statistics.median(ours) / statistics.median(theirs), "this_all": ours,
+                     "baseline_all": theirs}
+        print(f"{name:20s} this {out[name]['this_s']:6.2f} s  baseline {out[name]['baseline_s']:6.2f} s  "
+              f"ratio {out[name]['ratio']:.3f} (medians of {repeats}, alternating)")
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="also whole headline runs, memory and a 7-seed sweep")
+    ap.add_argument("--baseline", metavar="DIR", help="a checkout (e.g. a git worktree) to time the headline against")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "bench.json"))
     a = ap.parse_args()
@@ -155,8 +193,13 @@ def main():
               if "straightforward_fwd_us_per_step" in r else "")
         print(f"{r['variant']:9s} {r['dtype']:8s} {r['fwd_us_per_step']:12.1f} {r['bwd_us_per_step']:12.1f} "
               f"{r['s_per_100_iters']:9.3f} {r['headline_s_extrapolated']:11.1f} {sf:>32s}")
-    result = {"steps": rows, "python": platform.python_version(), "numpy": np.__version__,
-              "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+    shapes = [shape_costs(*sh, max(5, a.repeats // 3)) for sh in SHAPES]
+    print(f"\n{'stream shape':36s} {'train us/step':>14s} {'free run us/step':>17s}")
+    for r in shapes:
+        print(f"{r['shape']:36s} {r['train_us_per_step']:14.1f} {r['free_run_us_per_step']:17.1f}")
+    result = {"steps": rows, "shapes": shapes, **tcs.versions(), "date": time.strftime("%Y-%m-%d")}
+    if a.baseline:
+        result["baseline"] = {"dir": a.baseline, **against_baseline(a.baseline)}
     if a.full:
         whole = {}
         for name, args in (("peephole headline", []), ("vanilla headline", ["--no-peep"]),

@@ -95,3 +95,37 @@ def test_report_rejects_bad_files(tmp_path, content, fragment):
     r = cli("--report", str(path))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and fragment in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_wilson_interval_known_values():
+    assert tcs.wilson_interval(10, 20) == pytest.approx((0.2993, 0.7007), abs=1e-4)
+    lo, hi = tcs.wilson_interval(0, 20)
+    assert lo == 0.0 and hi == pytest.approx(0.1611, abs=1e-4)
+    assert tcs.wilson_interval(20, 20)[1] == 1.0 and tcs.wilson_interval(20, 20)[0] == pytest.approx(0.8389, abs=1e-4)
+
+
+def stream_run(seed, variant, best_units, final_units, need=1000, period=10.0):
+    m = lambda u: {"run_units": u, "run_steps": 10 * u, "success": u >= need, "rmse": 0.1, "period": period}
+    return {"seed": seed, "variant": variant, "task": "gts", "final": m(final_units),
+            "best": {"iter": 100, **m(best_units)}}
+
+
+def test_stream_report_on_a_hand_made_file(tmp_path):
+    runs = [stream_run(0, "peephole", 1000, 1000), stream_run(1, "peephole", 1000, 40, period=10.02),
+            stream_run(2, "peephole", 5, 5, period=9.9), stream_run(0, "vanilla", 3, 0, period=None)]
+    f = tmp_path / "g.json"
+    f.write_text(json.dumps({"config": {"task": "gts", "F": 10, "arch": "paper", "hidden": 1, "window": [2, 200]},
+                             "runs": runs}))
+    r = cli("--report", str(f))
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| g.json")]
+    lo, hi = tcs.wilson_interval(2, 3)
+    assert rows[0].split(" | ")[1:] == ["gts F=10", "peephole", "paper H=1", "2-200", "3",
+                                       f"2 / 3 [{lo:.2f}, {hi:.2f}]", "1 / 3", "1000", "40", "0.0200 |"]
+    assert rows[1].split(" | ")[5:] == ["1", "0 / 1 [0.00, 0.79]", "0 / 1", "3", "0", "- |"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"config": {"task": "gts"}, "runs": [{"seed": 0, "final": {}}]}))
+    r = cli("--report", str(bad))
+    assert r.returncode == 2 and "lacks final and best stream metrics" in r.stderr and r.stderr.count("\n") == 1
+    r = cli("--report", str(f), "results/msd_sweep.json")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
