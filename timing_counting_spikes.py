@@ -46,13 +46,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import hashlib
+import itertools
 import json
 import math
 import platform
+import signal
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields, replace
 import multiprocessing
 from typing import Callable, NamedTuple
@@ -846,8 +848,11 @@ def net_label(net):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Runs: one model, many seeds, files
+# Runs and grids: one model, many models on a pool or a dask cluster, a durable journal
 # ----------------------------------------------------------------------------------------------------------------
+
+CELLS = {"peephole": (True, True), "vanilla": (False, True), "lstm1997": (False, False), "peephole-nf": (True, False)}
+
 
 def run_one(cfg, seed, log=None, on_eval=None):
     """Train one model; returns a run record, the trained parameters and the best checkpoint's."""
@@ -860,45 +865,304 @@ def run_one(cfg, seed, log=None, on_eval=None):
     return run, tr.params, tr.best_params
 
 
-def _job(cfg, seed):
-    """A worker's task: (run, params, best_params) or, for a diverged model, its one-line message."""
+def code_version():
+    """The first 16 hex digits of the module's SHA-256: what a journal's runs were computed with."""
+    with open(os.path.abspath(__file__), "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()[:16]
+
+
+def grid_job(cfg, seed):
+    """A worker's task, self-contained (a Config and a seed in, plain data out): ("done", run, params,
+    best_params, code) or, for a diverged model, ("diverged", message, code)."""
     try:
-        return run_one(cfg, seed)
+        run, params, best = run_one(cfg, seed)
+        return "done", run, params, best, code_version()
     except Diverged as e:
-        return str(e)
+        return "diverged", str(e), code_version()
+
+
+def _worker_init():
+    """Pool workers leave Ctrl-C to the main process, and die with it even when it is SIGKILLed (Linux)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)       # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _call(job):
+    k, cfg, seed = job
+    return k, grid_job(cfg, seed)
+
+
+def execute(jobs, workers=1, scheduler=None):
+    """Yield (k, grid_job result) for jobs [(k, cfg, seed)] as they finish: in this process (workers == 1), in a
+    pool of spawned processes, or on the dask.distributed cluster at `scheduler`. Leaving early (an exception, an
+    interrupt, close()) stops the pool's workers or cancels the cluster's futures: no orphans."""
+    if scheduler:
+        from dask.distributed import Client, as_completed as completed     # optional: imported for this flag only
+        client = Client(scheduler, timeout="20s")
+        futures = {}
+        try:
+            futures = {client.submit(grid_job, cfg, seed, pure=False): k for k, cfg, seed in jobs}
+            for fut in completed(futures):
+                yield futures[fut], fut.result()
+        finally:
+            client.cancel(list(futures))
+            client.close()
+    elif workers == 1:
+        for job in jobs:
+            yield _call(job)
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+        try:
+            yield from pool.imap_unordered(_call, jobs)
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
+
+
+class BadGrid(ValueError):
+    """A grid file, a journal or a resume that cannot be used; the message is one line."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped a grid; the message says what is saved and how to resume."""
+
+
+def job_key(cfg, seed):
+    return json.dumps([asdict(cfg), seed], sort_keys=True)
+
+
+def read_journal(path):
+    """-> (headers, records) of a JSON Lines journal and the byte length of its complete records. A last line
+    without its newline, or one that does not parse, is a run cut off by a kill: it is dropped. A bad line
+    elsewhere is a BadGrid."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    headers, records, good = [], [], 0
+    for n, line in enumerate(lines):
+        if n == len(lines) - 1:                         # after the last newline: empty, or a truncated record
+            break
+        try:
+            rec = json.loads(line)
+            kind = rec["kind"]
+        except (ValueError, KeyError, TypeError):
+            if n == len(lines) - 2 and not lines[-1]:
+                break                                   # the last complete line is garbled: cut off mid-write
+            raise BadGrid(f"{path}: line {n + 1} is not a journal record") from None
+        (headers if kind == "header" else records).append(rec)
+        good += len(line) + 1
+    if not headers:
+        raise BadGrid(f"{path}: no header line: not a grid journal")
+    return headers, records, good
+
+
+class Journal:
+    """An append-only JSON Lines file: a header line per grid segment, then one record per finished run, each
+    flushed and fsynced the moment it is written."""
+
+    def __init__(self, path, header, resume=False, append=False):
+        self.path, self.done, self.dropped = path, {}, False
+        if os.path.exists(path):
+            if not (resume or append):
+                raise BadGrid(f"--out {path} exists: --resume to continue it, or choose a new file")
+            headers, records, good = read_journal(path)
+            last = headers[-1]
+            same = (last.get("grid_hash"), last.get("code")) == (header["grid_hash"], header["code"])
+            if not same and not append:
+                raise BadGrid(f"--out {path} holds another grid or code version (grid {last.get('grid_hash')}, code "
+                              f"{last.get('code')}; this command: grid {header['grid_hash']}, code {header['code']})"
+                              ": use a new --out, or --append to add to it")
+            self.done = {r["key"]: r for r in records}
+            with open(path, "rb+") as fh:
+                self.dropped = fh.seek(0, 2) != good
+                fh.truncate(good)
+            if not same:
+                self.write(header)
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.write(header)
+
+    def write(self, record):
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def journal_record(cfg, seed, res):
+    """The journal line of one finished job (parameters as lists: any model of a grid can be rebuilt)."""
+    rec = {"key": job_key(cfg, seed), "config": asdict(cfg), "seed": seed, "cell": cell_name(cfg.peep, cfg.forget)}
+    if res[0] == "diverged":
+        return {"kind": "diverged", **rec, "message": res[1], "code": res[2]}
+    _, run, params, best, code = res
+    return {"kind": "run", **rec, "run": run, "code": code, "params": {k: v.tolist() for k, v in params.items()},
+            "best_params": {k: v.tolist() for k, v in best.items()}}
+
+
+def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=None, grid=None, log=print,
+             quiet=False):
+    """Train jobs [(cfg, seed)] and return [grid_job result or journal record] in the input order.
+
+    With out a .jsonl file every finished run (or diverged model) is appended to the journal at once; with resume
+    the jobs it already holds are skipped, and a diverged model does not stop the others. Without a journal the
+    first diverged model raises Diverged. A line per finished run (unless quiet) with done/total and the ETA.
+    SIGINT and SIGTERM raise Interrupted after the workers are stopped."""
+    n = len(jobs)
+    results = [None] * n
+    journal = None
+    if out and out.endswith(".jsonl"):
+        keys = sorted(job_key(cfg, seed) for cfg, seed in jobs)
+        header = {"kind": "header", "grid": grid, "grid_hash": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16],
+                  "code": code_version(), "n_jobs": n, "started": time.strftime("%Y-%m-%d %H:%M:%S"), **versions()}
+        journal = Journal(out, header, resume, append)
+        for k, (cfg, seed) in enumerate(jobs):
+            results[k] = journal.done.get(job_key(cfg, seed))
+        if journal.done:
+            log(f"resuming {out}: {sum(r is not None for r in results)} of {n} runs done"
+                + ("; dropped a truncated last record" if journal.dropped else ""))
+    todo = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if results[k] is None]
+    t0, n_done, n_todo = time.perf_counter(), n - len(todo), len(todo)
+    here = code_version()
+    try:
+        for i, (k, res) in enumerate(execute(todo, min(workers, max(1, n_todo)), scheduler), 1):
+            cfg, seed = jobs[k]
+            if res[-1] != here:
+                raise BadGrid(f"a worker ran code {res[-1]}, this process {here}: install the same module everywhere")
+            if res[0] == "diverged" and journal is None:
+                raise Diverged(res[1])
+            results[k] = journal_record(cfg, seed, res) if journal else res
+            if journal:
+                journal.write(results[k])
+            n_done += 1
+            el = time.perf_counter() - t0
+            if not quiet:
+                what = (progress(res[1]["final"]) + f"  ({res[1]['wall_time']:.1f}s)" if res[0] == "done"
+                        else f"DIVERGED: {res[1]}")
+                log(f"[{n_done}/{n}] {setting_label(cfg)} {cell_name(cfg.peep, cfg.forget):11s} seed {seed:3d}  {what}"
+                    f"  elapsed {el:.0f}s  eta {el / i * (n_todo - i):.0f}s")
+    except KeyboardInterrupt:
+        saved = f"{n_done} of {n} runs are in {out}; resume with the same command and --resume" if journal else \
+            f"{n_done} of {n} runs were done and nothing is written (--out X.jsonl keeps finished runs)"
+        raise Interrupted(f"interrupted: {saved}") from None
+    return results
 
 
 def run_many(cfgs_seeds, workers, log=print):
-    """Train each (cfg, seed) in a pool of `workers` processes (in this process if workers == 1), logging a line
-    as each finishes. Returns [(run, params, best_params)] in the input order; raises Diverged naming the first
-    failed model."""
-    results = [None] * len(cfgs_seeds)
-    t0 = time.perf_counter()
+    """run_grid() without a journal: [(run, params, best_params)] in the input order; raises Diverged naming the
+    first failed model."""
+    return [res[1:4] for res in run_grid(cfgs_seeds, workers, log=log)]
 
-    def done(k, res, n_done):
-        if isinstance(res, str):
-            raise Diverged(res)
-        results[k] = res
-        run = res[0]
-        el = time.perf_counter() - t0
-        eta = el / n_done * (len(cfgs_seeds) - n_done)
-        log(f"[{n_done}/{len(cfgs_seeds)}] seed {run['seed']} {run['variant']:8s}  {progress(run['final'])}"
-            f"  ({run['wall_time']:.1f}s)  elapsed {el:.1f}s  eta {eta:.1f}s")
 
-    if workers == 1:
-        for k, (cfg, seed) in enumerate(cfgs_seeds):
-            done(k, _job(cfg, seed), k + 1)
-        return results
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_job, cfg, seed): k for k, (cfg, seed) in enumerate(cfgs_seeds)}
-        for n_done, fut in enumerate(as_completed(futures), 1):
-            try:
-                done(futures[fut], fut.result(), n_done)
-            except Diverged:
-                for other in futures:
-                    other.cancel()
-                raise
-    return results
+def setting_label(cfg):
+    """A short name of a job's task setting and network, for progress lines and report headings."""
+    if cfg.task == "msd":
+        s = f"msd T={cfg.T}"
+    elif cfg.task == "delays":
+        s = f"delays F={cfg.F} I={','.join(map(str, cfg.I))} w={cfg.window[0]}"
+    else:
+        s = f"{cfg.task}{' f_' + cfg.wave if cfg.task == 'pfg' else ''} F={cfg.F}"
+    return f"{s} {cfg.arch}/{cfg.init} H={cfg.hidden}"
+
+
+def expand_setting(setting, where):
+    """One grid-file setting {flag: value or [values]} -> argv lists, one per combination of the listed values."""
+    if not isinstance(setting, dict) or not setting:
+        raise BadGrid(f"{where}: a setting is a non-empty object of flags")
+    keys = list(setting)
+    options = [v if isinstance(v, list) else [v] for v in setting.values()]
+    if any(not o for o in options):
+        raise BadGrid(f"{where}: an empty list of values")
+    argvs = []
+    for combo in itertools.product(*options):
+        argv = []
+        for k, v in zip(keys, combo):
+            flag = "--" + k.replace("_", "-")
+            if isinstance(v, bool):
+                if not v:
+                    raise BadGrid(f"{where}: {k}: false is the default; leave it out")
+                argv.append(flag)
+            elif isinstance(v, (int, float, str)):
+                argv += [flag, str(v)]
+            else:
+                raise BadGrid(f"{where}: {k}: values are numbers, strings, true, or lists of them")
+        argvs.append(argv)
+    return argvs
+
+
+def grid_parser(where):
+    """The recipe parser, its errors raised as BadGrid naming the setting."""
+    p = recipe_parser("")
+
+    def error(msg):
+        raise BadGrid(f"{where}: {msg}")
+
+    p.error = error
+    return p
+
+
+def cell_jobs(a, cells, seeds, where):
+    """[(cfg, seed)] of parsed recipe flags a for each seed and cell (seed-major: pairs finish together)."""
+    cfgs = []
+    for cell in cells:
+        peep, forget = CELLS[cell]
+        b = argparse.Namespace(**{**vars(a), "forget": forget})
+        problem = check_recipe(b)
+        if problem:
+            raise BadGrid(f"{where}, cell {cell}: {problem}")
+        cfgs.append(config_from_args(b, peep))
+    return [(cfg, seed) for seed in seeds for cfg in cfgs]
+
+
+def parse_cells(spec):
+    cells = [c.strip() for c in spec.split(",")]
+    bad = [c for c in cells if c not in CELLS]
+    if bad or len(set(cells)) != len(cells):
+        raise ValueError(f"malformed --cells {spec!r}: a comma list of distinct names from {', '.join(CELLS)}")
+    return cells
+
+
+GRID_KEYS = {"note", "base", "settings", "cells", "seeds"}
+
+
+def load_grid(path):
+    """-> (grid, jobs) from a JSON grid file: {"base": {flag: value}, "settings": [{flag: value or [values]}],
+    "cells": [names], "seeds": "0-19", "note": text}. Every setting x cell is parsed and checked as its
+    command-line flags would be, before anything trains; BadGrid with a one-line reason otherwise."""
+    try:
+        with open(path) as fh:
+            grid = json.load(fh)
+    except FileNotFoundError:
+        raise BadGrid(f"--grid {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise BadGrid(f"--grid {path}: not JSON ({type(e).__name__})") from None
+    if not isinstance(grid, dict) or set(grid) - GRID_KEYS or not {"settings", "cells", "seeds"} <= set(grid):
+        raise BadGrid(f"--grid {path}: an object with settings, cells, seeds (and optional base, note)")
+    settings, base = grid["settings"], grid.get("base", {})
+    if not isinstance(settings, list) or not settings or not isinstance(base, dict):
+        raise BadGrid(f"--grid {path}: settings is a non-empty list, base an object")
+    if not isinstance(grid["cells"], list) or not isinstance(grid["seeds"], str):
+        raise BadGrid(f"--grid {path}: cells is a list of names, seeds a string such as \"0-19\"")
+    try:
+        cells = parse_cells(",".join(map(str, grid["cells"])))
+        seeds = parse_seeds(grid["seeds"])
+    except ValueError as e:
+        raise BadGrid(f"--grid {path}: {e}") from None
+    jobs = []
+    for i, setting in enumerate(settings):
+        where = f"--grid {path}: settings[{i}]"
+        if isinstance(setting, dict) and {"no_forget", "forget", "peep", "no_peep"} & {*setting, *base}:
+            raise BadGrid(f"{where}: cells set the peepholes and the forget gate, not settings")
+        for argv in expand_setting({**base, **setting} if isinstance(setting, dict) else setting, where):
+            jobs += cell_jobs(grid_parser(where).parse_args(argv), cells, seeds, where)
+    keys = [job_key(c, s) for c, s in jobs]
+    if len(set(keys)) != len(keys):
+        raise BadGrid(f"--grid {path}: two settings give the same job")
+    return grid, jobs
 
 
 def parse_seeds(spec, what="seeds"):
@@ -1077,14 +1341,27 @@ class BadSweep(ValueError):
 
 
 def read_results(path):
-    """The parsed --out file at path, with a non-empty 'runs' list; BadSweep with a one-line reason otherwise."""
+    """The runs of an --out file at path as {"config", "runs", "n_jobs"}: a JSON document as written, or a grid
+    journal (.jsonl) with each run's own "config"; BadSweep with a one-line reason otherwise."""
     try:
-        with open(path) as fh:
-            res = json.load(fh)
+        if path.endswith(".jsonl"):
+            headers, records, _ = read_journal(path)
+            runs = [{**r["run"], "config": r["config"]} if r["kind"] == "run" else
+                    {"seed": r["seed"], "variant": r["cell"], "config": r["config"], "diverged": r["message"]}
+                    for r in records]
+            res = {"config": runs[0]["config"] if runs else None, "runs": runs,
+                   "n_jobs": sum(h["n_jobs"] for h in headers) if len(headers) == 1 else None}
+        else:
+            with open(path) as fh:
+                res = json.load(fh)
     except FileNotFoundError:
         raise BadSweep(f"--report {path}: no such file") from None
+    except BadGrid as e:
+        raise BadSweep(f"--report {e}") from None
     except (OSError, ValueError) as e:
         raise BadSweep(f"--report {path}: not JSON ({type(e).__name__})") from None
+    except (KeyError, TypeError) as e:
+        raise BadSweep(f"--report {path}: a journal record lacks a field ({type(e).__name__})") from None
     runs = res.get("runs") if isinstance(res, dict) else None
     if not isinstance(runs, list) or not runs:
         raise BadSweep(f"--report {path}: no 'runs' list")
@@ -1162,42 +1439,118 @@ def report(pairs, headline_seed=4):
     return "\n".join(out)
 
 
-def load_stream_runs(path):
-    """-> (config, runs) of a stream-task --out file; BadSweep with a one-line reason otherwise."""
-    res = read_results(path)
-    runs = res["runs"]
-    for k, r in enumerate(runs):
+def fisher_exact(a, b, c, d):
+    """Two-sided Fisher exact test of the 2x2 table [[a, b], [c, d]]: the probability, under fixed margins, of a
+    table no more likely than the one observed (the usual two-sided definition)."""
+    r1, c1, n = a + b, a + c, a + b + c + d
+    prob = lambda x: math.comb(r1, x) * math.comb(n - r1, c1 - x)       # / comb(n, c1), exact integers
+    observed = prob(a)
+    lo, hi = max(0, c1 - (n - r1)), min(r1, c1)
+    more_extreme = sum(q for q in (prob(x) for x in range(lo, hi + 1)) if q <= observed * (1 + 1e-9))
+    return min(1.0, more_extreme / math.comb(n, c1))
+
+
+def mcnemar_exact(b, c):
+    """Two-sided exact McNemar test for paired successes: b pairs where only the first succeeds, c where only the
+    second does; the binomial probability of a split at least as uneven."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n)
+
+
+def setting_of(config):
+    """The task setting and network of a run's config, without the cell: what a report groups by."""
+    names = {f.name for f in fields(Config)}
+    c = {k: v for k, v in config.items() if k in names and k not in ("peep", "forget", "forget_bias")}
+    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names})
+    label = setting_label(cfg)
+    if cfg.task in GENERATION:
+        label += f" w={'-'.join(map(str, dict.fromkeys(cfg.window)))}"
+    return json.dumps(c, sort_keys=True), label, cfg
+
+
+def entries_of(res, path):
+    """[(config dict, run)] of read_results(): a JSON document's runs take its config with their own cell."""
+    out = []
+    for k, r in enumerate(res["runs"]):
         try:
-            ok = all(isinstance(r[c]["run_units"], int) and isinstance(r[c]["success"], bool) for c in ("final", "best"))
+            ok = "diverged" in r or all(isinstance(r[c], dict) and ({"run_units", "success"} <= set(r[c])
+                                                                     or {"solved", "within1"} <= set(r[c]))
+                                        for c in ("final", "best"))
+            ok = ok and r["variant"] in CELLS and isinstance(r["seed"], int)
         except (KeyError, TypeError):
             ok = False
         if not ok:
-            raise BadSweep(f"--report {path}: run {k} lacks final and best stream metrics")
-    return res.get("config", {}), runs
+            raise BadSweep(f"--report {path}: run {k} lacks a seed, a cell, or final and best metrics")
+        if "config" in r:
+            out.append((r["config"], r))
+        else:
+            peep, forget = CELLS[r["variant"]]
+            c = {**res["config"], "peep": peep, "forget": forget}
+            if not forget:
+                c["forget_bias"] = None
+            out.append((c, r))
+    return out
 
 
-def stream_report(files):
-    """One Markdown table over stream-task --out files: a row per file and cell."""
-    out = ["| file | task | cell | arch | window | n | successes, best (95% CI) | successes, final | "
-           "median run, best | median run, final | median \\|period − F\\|, best |",
-           "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for path, (cfg, runs) in files:
-        for v in dict.fromkeys(r["variant"] for r in runs):
-            rs = [r for r in runs if r["variant"] == v]
-            n = len(rs)
-            kb = sum(r["best"]["success"] for r in rs)
-            kf = sum(r["final"]["success"] for r in rs)
-            lo, hi = wilson_interval(kb, n)
-            med = lambda c: float(np.median([r[c]["run_units"] for r in rs]))
-            per = [abs(r["best"]["period"] - cfg.get("F", 0)) for r in rs if r["best"].get("period") is not None]
-            task = cfg.get("task", "?") + (f" f_{cfg['wave']}" if cfg.get("task") == "pfg" else "") + \
-                f" F={cfg.get('F')}" + (f" I={','.join(map(str, cfg['I']))}" if cfg.get("task") == "delays" else "")
-            w = cfg.get("window") or ["-"]
-            out.append(f"| {os.path.basename(path)} | {task} | {v} | {cfg.get('arch')} H={cfg.get('hidden')} "
-                       f"| {'-'.join(map(str, dict.fromkeys(w)))} | {n} | {kb} / {n} [{lo:.2f}, {hi:.2f}] "
-                       f"| {kf} / {n} | {med('best'):g} | {med('final'):g} "
-                       f"| {f'{np.median(per):.4f}' if per else '-'} |")
-    return "\n".join(out)
+def grid_report(entries):
+    """Markdown tables over runs [(config dict, run)] grouped by setting: one row per setting and cell, then the
+    comparisons of the peephole cell with each other cell on the seeds both ran."""
+    groups = {}
+    for config, r in entries:
+        key, label, cfg = setting_of(config)
+        groups.setdefault(key, (label, cfg, {}))[2].setdefault(r["variant"], {})[r["seed"]] = r
+    rows = ["| setting | cell | runs | successes, best (95% CI) | successes, final | median run, best | "
+            "median run, final | median \\|period − F\\|, best |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    msd = ["| setting | cell | runs | exact solve, mean ± std | within one, mean | best checkpoint exact, mean |",
+           "|---|---|---:|---:|---:|---:|"]
+    cmp_rows = ["| setting | peephole vs | paired seeds | successes, best: peephole / other | Fisher p | McNemar p "
+                "| Wilcoxon p (best run) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for label, cfg, cells in groups.values():
+        for cell, by_seed in cells.items():
+            rs = [r for r in by_seed.values() if "diverged" not in r]
+            div = len(by_seed) - len(rs)
+            n = f"{len(rs)}" + (f" (+{div} diverged)" if div else "")
+            if cfg.task == "msd":
+                e = np.array([r["final"]["solved"] for r in rs])
+                msd.append(f"| {label} | {cell} | {n} | {e.mean():.3f} ± {e.std(ddof=1) if e.size > 1 else 0:.3f} "
+                           f"| {np.mean([r['final']['within1'] for r in rs]):.3f} "
+                           f"| {np.mean([r['best']['solved'] for r in rs]):.3f} |")
+                continue
+            kb, kf = sum(r["best"]["success"] for r in rs), sum(r["final"]["success"] for r in rs)
+            lo, hi = wilson_interval(kb, len(rs))
+            med = lambda c: f"{np.median([r[c]['run_units'] for r in rs]):g}" if rs else "-"
+            per = [abs(r["best"]["period"] - cfg.F) for r in rs if r["best"].get("period") is not None]
+            rows.append(f"| {label} | {cell} | {n} | {kb} / {len(rs)} [{lo:.2f}, {hi:.2f}] | {kf} / {len(rs)} "
+                        f"| {med('best')} | {med('final')} | {f'{np.median(per):.4f}' if per else '-'} |")
+        if cfg.task == "msd" or "peephole" not in cells:
+            continue
+        for cell, by_seed in cells.items():
+            if cell == "peephole":
+                continue
+            seeds = [s for s in by_seed if s in cells["peephole"] and "diverged" not in by_seed[s]
+                     and "diverged" not in cells["peephole"][s]]
+            if not seeds:
+                continue
+            P = np.array([cells["peephole"][s]["best"]["success"] for s in seeds])
+            O = np.array([by_seed[s]["best"]["success"] for s in seeds])
+            d = [cells["peephole"][s]["best"]["run_units"] - by_seed[s]["best"]["run_units"] for s in seeds]
+            m = len(seeds)
+            cmp_rows.append(f"| {label} | {cell} | {m} | {P.sum()} / {O.sum()} "
+                            f"| {fisher_exact(P.sum(), m - P.sum(), O.sum(), m - O.sum()):.2g} "
+                            f"| {mcnemar_exact(int((P & ~O).sum()), int((~P & O).sum())):.2g} "
+                            f"| {wilcoxon_signed_rank(d)[3]:.2g} |")
+    out = []
+    if len(msd) > 2:
+        out += ["The seed's MSD (final checkpoint unless said):", "", *msd, ""]
+    if len(rows) > 2:
+        out += ["Stream tasks (free run from the zero state; success: the first test_units units error-free):", "",
+                *rows, ""]
+    if len(cmp_rows) > 2:
+        out += ["Peephole against each other cell, best checkpoints (Fisher: success counts as independent samples; "
+                "McNemar: paired by seed; Wilcoxon signed-rank: error-free runs paired by seed):", "", *cmp_rows, ""]
+    return "\n".join(out).rstrip()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1295,13 +1648,20 @@ def build_parser():
     v.add_argument("--peep", dest="variant", action="store_const", const="peep", help="peephole LSTM (default)")
     v.add_argument("--no-peep", dest="variant", action="store_const", const="vanilla", help="LSTM without peepholes")
     v.add_argument("--both", dest="variant", action="store_const", const="both", help="both, paired per seed")
+    v.add_argument("--cells", help=f"a comma list of cells, paired per seed: {', '.join(CELLS)}")
     seeds = ap.add_argument_group("seeds")
     s = seeds.add_mutually_exclusive_group()
     s.add_argument("--seed", type=int, default=4, help="one model's seed (default 4)")
     s.add_argument("--seeds", help="many seeds: 0-6, 0,3,5 or 2-4,9")
     seeds.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes for many models")
+    grid = ap.add_argument_group("grids")
+    grid.add_argument("--grid", help="a JSON grid file: settings x cells x seeds (needs --out X.jsonl)")
+    grid.add_argument("--resume", action="store_true", help="skip the runs an --out X.jsonl journal already holds")
+    grid.add_argument("--append", action="store_true", help="add to an --out X.jsonl journal of another grid or code")
+    grid.add_argument("--scheduler", metavar="ADDRESS", help="run the jobs on this dask.distributed scheduler")
     io = ap.add_argument_group("files and modes")
-    io.add_argument("--out", help="write arguments, histories and final metrics as JSON")
+    io.add_argument("--out", help="X.json: arguments, histories and final metrics, written at the end; X.jsonl: a "
+                    "journal, each run appended the moment it ends (resumable)")
     io.add_argument("--save-model", help="write the trained parameters, the best checkpoint's and the config (.npz)")
     io.add_argument("--load-model", help="a --save-model file to re-score (with --eval-only)")
     io.add_argument("--checkpoint", choices=("final", "best"), default="final", help="which --load-model parameters")
@@ -1342,12 +1702,26 @@ def check_recipe(a):
     return problems[0] if problems else None
 
 
-def check_args(a):
+def check_args(a, ap):
     """check_recipe() and the cross-flag checks of this command."""
     if a.eval_only != bool(a.load_model):
         return "--eval-only and --load-model go together"
-    if a.save_model and (a.seeds is not None or a.variant == "both"):
-        return "--save-model takes one model: drop --seeds and --both"
+    many = a.seeds is not None or a.variant == "both" or a.cells is not None or a.grid
+    if a.save_model and many:
+        return "--save-model takes one model: drop --seeds, --both, --cells and --grid"
+    journal = bool(a.out) and a.out.endswith(".jsonl")
+    if (a.resume or a.append or a.grid) and not journal:
+        return "--resume, --append and --grid need --out X.jsonl (a journal)"
+    if a.out and not (journal or a.out.endswith(".json")):
+        return f"--out {a.out}: name it X.json (one document) or X.jsonl (a journal)"
+    if a.cells is not None and not a.forget:
+        return "--cells names the cells: drop --no-forget"
+    if a.grid:
+        given = [k for k, v in vars(a).items() if v != ap.get_default(k) and k in
+                 {f.name for f in fields(Config)} | {"variant", "cells", "seeds", "seed"}]
+        if given:
+            return f"--grid takes settings, cells and seeds from its file: drop --{given[0].replace('_', '-')}"
+        return None
     return check_recipe(a)
 
 
@@ -1412,16 +1786,21 @@ def saved_config(meta, a):
 def main(argv=None):
     ap = build_parser()
     a = ap.parse_args(argv)
-    problem = check_args(a)
-    if a.seeds is not None:
-        try:
-            seeds = parse_seeds(a.seeds)
-        except ValueError as e:
-            problem = problem or str(e)
-    else:
-        seeds = [a.seed]
+    problem = check_args(a, ap)
+    try:
+        seeds = parse_seeds(a.seeds) if a.seeds is not None else [a.seed]
+        cells = parse_cells(a.cells) if a.cells is not None else \
+            [cell_name(p, a.forget) for p in {"peep": [True], "vanilla": [False], "both": [True, False],
+                                              None: [True]}[a.variant]]
+    except ValueError as e:
+        problem = problem or str(e)
     if problem:
         ap.error(problem)
+    if a.scheduler:
+        try:
+            import dask.distributed  # noqa: F401
+        except ImportError:
+            ap.error("--scheduler needs dask.distributed: pip install -r requirements-dask.txt")
 
     if a.gradcheck:
         worst = 0.0
@@ -1435,14 +1814,16 @@ def main(argv=None):
 
     if a.report:
         try:
-            first = read_results(a.report[0])
-            if (first.get("config") or {}).get("task", "msd") == "msd":
-                if len(a.report) > 1:
-                    raise BadSweep("--report takes one MSD sweep file at a time")
+            files = [(f, read_results(f)) for f in a.report]
+            if len(files) == 1 and not a.report[0].endswith(".jsonl") and \
+                    (files[0][1].get("config") or {}).get("task", "msd") == "msd":
                 pairs, _ = load_sweep(a.report[0])
                 print(report(pairs))
             else:
-                print(stream_report([(f, load_stream_runs(f)) for f in a.report]))
+                for f, res in files:
+                    if res.get("n_jobs") and res["n_jobs"] > len(res["runs"]):
+                        print(f"{f}: {len(res['runs'])} of {res['n_jobs']} runs done\n")
+                print(grid_report([e for f, res in files for e in entries_of(res, f)]))
         except BadSweep as e:
             ap.error(str(e))
         return 0
@@ -1466,27 +1847,54 @@ def main(argv=None):
         print(final_line(run))
         return 0
 
-    peeps = {"peep": [True], "vanilla": [False], "both": [True, False], None: [True]}[a.variant]
-    jobs = [(config_from_args(a, peep), seed) for seed in seeds for peep in peeps]
+    try:
+        grid, jobs = load_grid(a.grid) if a.grid else (vars(a), cell_jobs(a, cells, seeds, "command line"))
+    except BadGrid as e:
+        ap.error(str(e))
     cfg0 = jobs[0][0]
-    print(describe(cfg0))
-    print(f"models: {', '.join(cell_name(p, cfg0.forget) for p in peeps)} x seeds {a.seeds or a.seed}"
-          + (f" on {min(a.workers, len(jobs))} workers" if len(jobs) > 1 else ""))
+    journal = a.out if a.out and a.out.endswith(".jsonl") else None
+    if not a.grid:
+        print(describe(cfg0))
+    print(f"models: {len(jobs)} ({', '.join(cells) if not a.grid else 'grid ' + a.grid})"
+          + (f" x seeds {a.seeds}" if a.seeds is not None else f", seed {a.seed}" if not a.grid else "")
+          + (f" on {a.scheduler}" if a.scheduler else f" on {min(a.workers, len(jobs))} workers" if len(jobs) > 1 else ""))
+    caught = []
+
+    def on_signal(signum, frame):
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     t0 = time.perf_counter()
     try:
-        if len(jobs) == 1:
-            results = [run_one(cfg0, seeds[0], log=None if a.quiet else print)]
+        if len(jobs) == 1 and not journal and not a.scheduler:
+            try:
+                results = [("done", *run_one(cfg0, jobs[0][1], log=None if a.quiet else print))]
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted: nothing written") from None
         else:
-            results = run_many(jobs, min(a.workers, len(jobs)))
+            results = run_grid(jobs, a.workers, journal, a.resume, a.append, a.scheduler,
+                               grid=grid if a.grid else None, quiet=a.quiet)
     except Diverged as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1
-    runs = [r for r, _, _ in results]
-    print(final_line(runs[0]) if len(runs) == 1 else summary_table(runs))
+    except Interrupted as e:
+        print(e, file=sys.stderr)
+        return 128 + (caught[0] if caught else signal.SIGINT)
+    except BadGrid as e:
+        ap.error(str(e))
     wall = time.perf_counter() - t0
+    if journal:
+        res = read_results(journal)
+        print(grid_report(entries_of(res, journal)))
+        print(f"wall time {wall:.1f}s; {journal}: {len(res['runs'])} runs")
+        return 0
+    runs = [r[1] for r in results]
+    print(final_line(runs[0]) if len(runs) == 1 else summary_table(runs))
     print(f"wall time {wall:.1f}s")
     if a.save_model:
-        save_model(a.save_model, results[0][1], cfg0, runs[0], results[0][2])
+        save_model(a.save_model, results[0][2], cfg0, runs[0], results[0][3])
         print(f"wrote {a.save_model}")
     if a.out:
         args = {k: v for k, v in vars(a).items()}

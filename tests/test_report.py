@@ -112,20 +112,33 @@ def stream_run(seed, variant, best_units, final_units, need=1000, period=10.0):
 
 def test_stream_report_on_a_hand_made_file(tmp_path):
     runs = [stream_run(0, "peephole", 1000, 1000), stream_run(1, "peephole", 1000, 40, period=10.02),
-            stream_run(2, "peephole", 5, 5, period=9.9), stream_run(0, "vanilla", 3, 0, period=None)]
+            stream_run(2, "peephole", 5, 5, period=9.9), stream_run(0, "vanilla", 3, 0, period=None),
+            stream_run(1, "vanilla", 1000, 0), stream_run(2, "vanilla", 2, 0)]
     f = tmp_path / "g.json"
-    f.write_text(json.dumps({"config": {"task": "gts", "F": 10, "arch": "paper", "hidden": 1, "window": [2, 200]},
-                             "runs": runs}))
+    f.write_text(json.dumps({"config": {"task": "gts", "F": 10, "arch": "paper", "hidden": 1, "window": [2, 200],
+                                        "peep": True, "forget": True}, "runs": runs}))
     r = cli("--report", str(f))
     assert r.returncode == 0, r.stderr
-    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| g.json")]
+    rows = [ln.split(" | ") for ln in r.stdout.splitlines() if ln.startswith("| gts")]
     lo, hi = tcs.wilson_interval(2, 3)
-    assert rows[0].split(" | ")[1:] == ["gts F=10", "peephole", "paper H=1", "2-200", "3",
-                                       f"2 / 3 [{lo:.2f}, {hi:.2f}]", "1 / 3", "1000", "40", "0.0200 |"]
-    assert rows[1].split(" | ")[5:] == ["1", "0 / 1 [0.00, 0.79]", "0 / 1", "3", "0", "- |"]
+    assert rows[0] == ["| gts F=10 paper/seed H=1 w=2-200", "peephole", "3", f"2 / 3 [{lo:.2f}, {hi:.2f}]", "1 / 3",
+                       "1000", "40", "0.0200 |"]
+    lo1, hi1 = tcs.wilson_interval(1, 3)
+    assert rows[1][1:] == ["vanilla", "3", f"1 / 3 [{lo1:.2f}, {hi1:.2f}]", "0 / 3", "3", "0", "0.0000 |"]
+    # peephole vs vanilla on 3 paired seeds: successes 2 vs 1; discordant pairs: seed 0 (peephole only)
+    assert rows[2][1:] == ["vanilla", "3", "2 / 1", f"{tcs.fisher_exact(2, 1, 1, 2):.2g}",
+                           f"{tcs.mcnemar_exact(1, 0):.2g}", f"{tcs.wilcoxon_signed_rank([997, 0, 3])[3]:.2g} |"]
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"config": {"task": "gts"}, "runs": [{"seed": 0, "final": {}}]}))
+    bad.write_text(json.dumps({"config": {"task": "gts"}, "runs": [{"seed": 0, "variant": "vanilla", "final": {}}]}))
     r = cli("--report", str(bad))
-    assert r.returncode == 2 and "lacks final and best stream metrics" in r.stderr and r.stderr.count("\n") == 1
-    r = cli("--report", str(f), "results/msd_sweep.json")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.returncode == 2 and "lacks a seed, a cell, or final and best metrics" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_fisher_and_mcnemar_known_values():
+    assert tcs.fisher_exact(3, 1, 1, 3) == pytest.approx(0.4857142857, abs=1e-9)    # Fisher's tea tasting
+    assert tcs.fisher_exact(8, 2, 1, 5) == pytest.approx(0.0349650349, abs=1e-9)
+    assert tcs.fisher_exact(0, 20, 20, 0) == pytest.approx(2 / math.comb(40, 20))
+    assert tcs.fisher_exact(5, 5, 5, 5) == 1.0
+    assert tcs.mcnemar_exact(0, 6) == pytest.approx(2 / 64) and tcs.mcnemar_exact(3, 3) == 1.0
+    assert tcs.mcnemar_exact(0, 0) == 1.0

@@ -1,0 +1,187 @@
+"""Grids: validated before training, a durable journal that survives SIGKILL and SIGTERM, resume, dask."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import timing_counting_spikes as tcs
+from test_train import ROOT, cli
+
+TINY = {"base": {"T": 40, "D_min": 5, "D_max": 15, "iters": 150, "eval_every": 50, "n_test": 32},
+        "settings": [{"hidden": [4, 6]}], "cells": ["peephole", "vanilla"], "seeds": "0-2"}
+
+
+def write(path, obj):
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def runs_of(journal):
+    return [json.loads(ln) for ln in open(journal) if '"kind": "run"' in ln]
+
+
+def test_grid_file_expands_and_matches_single_runs(tmp_path):
+    grid, jobs = tcs.load_grid(write(tmp_path / "g.json", TINY))
+    assert len(jobs) == 2 * 2 * 3
+    assert [(c.hidden, s, tcs.cell_name(c.peep, c.forget)) for c, s in jobs[:4]] == \
+        [(4, 0, "peephole"), (4, 0, "vanilla"), (4, 1, "peephole"), (4, 1, "vanilla")]
+    out = str(tmp_path / "g.jsonl")
+    r = cli("--grid", str(tmp_path / "g.json"), "--out", out, "--workers", "2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    recs = runs_of(out)
+    assert len(recs) == 12 and len({r["key"] for r in recs}) == 12
+    rec = next(r for r in recs if r["config"]["hidden"] == 6 and r["seed"] == 2 and r["cell"] == "vanilla")
+    run, params, _ = tcs.run_one(jobs[-1][0], 2)            # the same job trained here, alone
+    assert rec["run"]["final"] == run["final"]
+    assert all(np.array_equal(np.array(rec["params"][k]), params[k]) for k in params)
+    assert "| msd T=40 seed/seed H=6 | vanilla | 3 |" in r.stdout
+
+
+@pytest.mark.parametrize("grid,fragment", [
+    ("{nope", "not JSON"), ({"settings": []}, "an object with settings"),
+    ({**TINY, "cells": ["peephole", "lstm"]}, "malformed --cells"), ({**TINY, "seeds": ""}, "malformed --seeds"),
+    ({**TINY, "settings": [{"hidden": 0}]}, "settings[0]: argument --hidden"),
+    ({**TINY, "settings": [{"task": "gts", "T": 50}]}, "--T applies to --task msd"),
+    ({**TINY, "base": {}, "settings": [{"task": "pfg", "period": [10, 1]}]}, "--period must be >= 2"),
+    ({**TINY, "settings": [{"bogus": 1}]}, "unrecognized arguments"),
+    ({**TINY, "settings": [{"no_forget": True}]}, "cells set the peepholes"),
+    ({**TINY, "settings": [{"hidden": []}]}, "an empty list"),
+    ({**TINY, "settings": [{"hidden": 4}, {"hidden": [4]}]}, "the same job"),
+    ({**TINY, "cells": ["lstm1997"], "base": {**TINY["base"], "forget_bias": 1}}, "cell lstm1997: --forget-bias"),
+])
+def test_bad_grid_files_one_line_exit_2(tmp_path, grid, fragment):
+    path = tmp_path / "g.json"
+    path.write_text(grid if isinstance(grid, str) else json.dumps(grid))
+    r = cli("--grid", str(path), "--out", str(tmp_path / "g.jsonl"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and fragment in r.stderr, r.stderr
+    assert not (tmp_path / "g.jsonl").exists() and r.stdout == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["--grid", "g.json", "--out", "g.json"], ["--resume", "--out", "r.json"], ["--append"], ["--out", "r.txt"],
+    ["--grid", "g.json", "--out", "g.jsonl", "--seeds", "0-3"], ["--grid", "g.json", "--out", "g.jsonl", "--hidden", "3"],
+    ["--cells", "peephole", "--both"], ["--cells", "peephole,peephole"], ["--cells", "vanilla", "--no-forget"],
+    ["--scheduler", "tcp://127.0.0.1:1", "--seeds", ""],
+])
+def test_bad_grid_flags_one_line_exit_2(args):
+    r = cli(*args, "--iters", "1") if "--grid" not in args else cli(*args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr, (args, r.stderr)
+
+
+def start(tmp_path, *extra):
+    gpath = write(tmp_path / "g.json", {**TINY, "base": {**TINY["base"], "iters": 600}})
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "timing_counting_spikes.py"), "--grid", gpath,
+                             "--out", str(tmp_path / "g.jsonl"), "--workers", "2", "--quiet", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_runs(journal, n, timeout=120):
+    t = time.time()
+    while time.time() - t < timeout:
+        if os.path.exists(journal) and len(runs_of(journal)) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the grid did not get going")
+
+
+def children(pid):
+    out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True).stdout.split("\n")[1:]
+    return [int(p) for p, pp in (ln.split() for ln in out if ln.strip()) if int(pp) == pid]
+
+
+def gone(pids, timeout=10):
+    t = time.time()
+    while time.time() - t < timeout:
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}") and
+                 open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_grid_resumes_and_leaves_no_orphans(tmp_path, sig):
+    journal = str(tmp_path / "g.jsonl")
+    p = start(tmp_path)
+    wait_for_runs(journal, 2)
+    workers = children(p.pid)
+    assert workers
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert gone(workers), "worker processes outlived the grid"
+    if sig == signal.SIGTERM:
+        assert p.returncode == 128 + signal.SIGTERM
+        assert "resume with the same command and --resume" in err and "Traceback" not in err
+    before = runs_of(journal)
+    assert 2 <= len(before) < 12
+    with open(journal, "a") as fh:                             # a run cut off mid-write
+        fh.write('{"kind": "run", "key": "[{\\"T\\": 40')
+    r = start(tmp_path, "--resume")
+    out, err = r.communicate(timeout=240)
+    assert r.returncode == 0, err
+    assert f"resuming {journal}: {len(before)} of 12 runs done; dropped a truncated last record" in out
+    after = runs_of(journal)
+    assert len(after) == 12 and len({x["key"] for x in after}) == 12
+    assert [x["run"]["final"] for x in after[:len(before)]] == [x["run"]["final"] for x in before]
+
+
+def test_mismatched_resume_is_refused_unless_appending(tmp_path):
+    gpath = write(tmp_path / "g.json", {**TINY, "seeds": "0"})
+    journal = str(tmp_path / "g.jsonl")
+    assert cli("--grid", gpath, "--out", journal, "--quiet").returncode == 0
+    r = cli("--grid", gpath, "--out", journal, "--quiet")
+    assert r.returncode == 2 and "exists: --resume" in r.stderr
+    other = write(tmp_path / "h.json", {**TINY, "seeds": "1"})
+    r = cli("--grid", other, "--out", journal, "--resume", "--quiet")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "holds another grid or code version" in r.stderr
+    lines = open(journal).read().splitlines()
+    head = json.loads(lines[0])
+    head["code"] = "0123456789abcdef"                          # the same grid, written by other code
+    (tmp_path / "c.jsonl").write_text("\n".join([json.dumps(head)] + lines[1:]) + "\n")
+    r = cli("--grid", gpath, "--out", str(tmp_path / "c.jsonl"), "--resume", "--quiet")
+    assert r.returncode == 2 and "code 0123456789abcdef" in r.stderr
+    r = cli("--grid", other, "--out", journal, "--append", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert len(runs_of(journal)) == 8 and sum('"kind": "header"' in ln for ln in open(journal)) == 2
+
+
+def test_a_diverged_run_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
+    real = tcs.loss_and_grads
+
+    def blows_up(params, batch, buf=None, state=None):
+        loss, grads, pred = real(params, batch, buf, state)
+        if params["Wh"].shape[0] == 4 and "p_i" not in params:
+            grads["Wh"][0, 0] = np.nan
+        return loss, grads, pred
+
+    monkeypatch.setattr(tcs, "loss_and_grads", blows_up)
+    _, jobs = tcs.load_grid(write(tmp_path / "g.json", {**TINY, "seeds": "0"}))
+    journal = str(tmp_path / "g.jsonl")
+    res = tcs.run_grid(jobs, 1, journal, log=lambda s: None)
+    assert [r["kind"] for r in res] == ["run", "diverged", "run", "run"]
+    assert "non-finite gradient at iteration 1" in res[1]["message"]
+    r = cli("--report", journal)
+    assert r.returncode == 0 and "| msd T=40 seed/seed H=4 | vanilla | 0 (+1 diverged) |" in r.stdout
+
+
+def test_dask_cluster_gives_the_local_pool_bits(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    msd = {k: v for k, v in TINY["base"].items() if k not in ("iters", "eval_every")}
+    gpath = write(tmp_path / "g.json", {**TINY, "seeds": "0-1", "base": {"iters": 150, "eval_every": 50},
+                                        "settings": [{**msd, "hidden": 3}, {"task": "gts", "F": 5, "arch": "paper",
+                                                                            "window": "2-20", "test_units": 20}]})
+    local = str(tmp_path / "local.jsonl")
+    assert cli("--grid", gpath, "--out", local, "--workers", "2", "--quiet").returncode == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        remote = str(tmp_path / "dask.jsonl")
+        r = cli("--grid", gpath, "--out", remote, "--scheduler", c.scheduler_address, "--quiet")
+        assert r.returncode == 0, r.stderr
+    key = lambda recs: {x["key"]: (x["run"]["final"], x["run"]["best"], x["params"]) for x in recs}
+    a, b = key(runs_of(local)), key(runs_of(remote))
+    assert len(a) == 8 and a == b
