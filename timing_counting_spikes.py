@@ -371,18 +371,19 @@ def is_peep(params):
 
 def fused_weights(params, net):
     """W (nH, n_s): s_t = [x_t; h_{t-1}; c_{t-1} (peephole only); 1] -> z. Returns W and W with the gate rows
-    halved (the forward's tanh then yields σ via (1 + tanh(a/2)) / 2); the cell input's rows stay whole."""
+    halved (the forward's tanh then yields σ via (1 + tanh(a/2)) / 2); the cell input's rows stay whole. With a
+    leading model axis on every parameter, W has it too."""
     Wx, Wh, b = params["Wx"], params["Wh"], params["b"]
-    H = Wh.shape[0]
-    blocks = [Wx.T, Wh.T]
+    H, nH = Wh.shape[-2:]
+    blocks = [Wx.swapaxes(-1, -2), Wh.swapaxes(-1, -2)]
     if net.peep:
-        P = np.zeros((Wh.shape[1], H), Wh.dtype)
-        P[np.arange(H), np.arange(H)] = params["p_i"]
+        P = np.zeros(Wh.shape[:-2] + (nH, H), Wh.dtype)
+        P[..., np.arange(H), np.arange(H)] = params["p_i"]
         if net.forget:
-            P[H + np.arange(H), np.arange(H)] = params["p_f"]
+            P[..., H + np.arange(H), np.arange(H)] = params["p_f"]
         blocks.append(P)
-    W = np.concatenate(blocks + [b[:, None]], axis=1)
-    half = np.full((Wh.shape[1], 1), 0.5, W.dtype)
+    W = np.concatenate(blocks + [b[..., None]], axis=-1)
+    half = np.full((nH, 1), 0.5, W.dtype)
     n_sig = 2 * H if net.forget else H
     half[n_sig:n_sig + H] = 1.0
     return W, W * half
@@ -390,19 +391,21 @@ def fused_weights(params, net):
 
 @dataclass
 class Buffers:
-    """Preallocated arrays for one (T, B, H, net) shape; after forward() it is the cache backward() reads. A shorter
-    sequence uses the first steps of every array.
+    """Preallocated arrays for one (T, M, B, H, net) shape: M models of the same shape, each with B sequences; after
+    forward() it is the cache backward() reads. A shorter sequence uses the first steps of every array.
 
-    S: (T+1, n_s, B) stacked states, S[t] = [x_t; h_{t-1}; c_{t-1}; 1];  C: (T+1, H, B) cell states, C[t+1] = c_t
-    (a view into S for the peephole cell; C[0] the initial state); G: (T, nH, B) gate values i (f) g o
-    (pre-activations until squashed); TC: (T, H, B) tanh(c_t), or c_t itself when the cell does not squash;
-    fwd: the per-step views the forward loop walks, built once; W: the fused weights of the last forward().
+    S: (T+1, M, n_s, B) stacked states, S[t] = [x_t; h_{t-1}; c_{t-1}; 1];  C: (T+1, M, H, B) cell states,
+    C[t+1] = c_t (a view into S for the peephole cell; C[0] the initial state); G: (T, M, nH, B) gate values i (f) g o
+    (pre-activations until squashed); TC: (T, M, H, B) tanh(c_t), or c_t itself when the cell does not squash;
+    fwd: the per-step views the forward loop walks, built once (without the model axis when M = 1); W: the fused
+    weights of the last forward().
     With grad=False (inference) G and TC hold one step that every step reuses, and the backward's arrays are absent:
-    dZ: (T, nH+1, B) gradient of the pre-activations, with dpred_{t-1} in the last row; Ko, Kc (T, H, B),
-    K3 (T, n-1, H, B): the backward's per-step factors; dc, dcn (H, B), dhc (H or 2H, B): its running gradients;
-    dW_t (T, nH, n_s), scratch (T, H, B): room for products that would otherwise be allocated on every call;
-    bwd: its per-step views, from t = T-1 down to 0."""
+    dZ: (T, M, nH+1, B) gradient of the pre-activations, with dpred_{t-1} in the last row; Ko, Kc (T, M, H, B),
+    K3 (T, M, n-1, H, B): the backward's per-step factors; dc, dcn (M, H, B), dhc (M, H or 2H, B): its running
+    gradients; dW_t (T, M, nH, n_s), scratch (T, M, H, B): room for products that would otherwise be allocated on
+    every call; bwd: its per-step views, from t = T-1 down to 0."""
     T: int
+    M: int
     B: int
     H: int
     n_in: int
@@ -426,63 +429,72 @@ class Buffers:
     bwd: list = field(default=None, repr=False)
 
 
-def make_buffers(T, B, H, net=Net(), n_in=1, dtype="float64", grad=True):
+def make_buffers(T, B, H, net=Net(), n_in=1, dtype="float64", grad=True, M=1):
     peep, forget = net.peep, net.forget
     nH = (4 if forget else 3) * H
     n_sig = 2 * H if forget else H                      # rows of i (and f)
     n_s = n_in + H + (H if peep else 0) + 1
-    S = np.zeros((T + 1, n_s, B), dtype)
-    S[:, -1] = 1.0
-    C = S[:, n_in + H:n_in + 2 * H] if peep else np.zeros((T + 1, H, B), dtype)
-    Hs = S[:, n_in:n_in + H]
-    G = np.zeros((T if grad else 1, nH, B), dtype)
-    TC = (np.zeros((T if grad else 1, H, B), dtype) if net.squash else C[1:])
+    S = np.zeros((T + 1, M, n_s, B), dtype)
+    S[:, :, -1] = 1.0
+    C = S[:, :, n_in + H:n_in + 2 * H] if peep else np.zeros((T + 1, M, H, B), dtype)
+    Hs = S[:, :, n_in:n_in + H]
+    G = np.zeros((T if grad else 1, M, nH, B), dtype)
+    TC = (np.zeros((T if grad else 1, M, H, B), dtype) if net.squash else C[1:])
+    v = (lambda a: a[0]) if M == 1 else (lambda a: a)  # per-step views: (features, B), or (M, features, B)
     # rows one tanh covers before c_t is known: i, f (as tanh(z/2)), then g if squashed, and o too if nothing
     # else touches it (no peephole, squashed cell)
     squash = nH if (net.squash and not peep) else n_sig + (H if net.squash else 0)
     fwd = []
     for t in range(T):
-        g, tc = (G[t], TC[t]) if grad else (G[0], TC[0] if net.squash else TC[t])
-        fwd.append((S[t], g, g[:squash], g[:n_sig], g[:H], g[H:2 * H] if forget else None,
-                    g[n_sig:n_sig + H], g[n_sig + H:], C[t], C[t + 1], tc, Hs[t + 1]))
-    buf = Buffers(T, B, H, n_in, net, S, C, G, TC, np.zeros((H, B), dtype), fwd)
+        g, tc = (v(G[t]), v(TC[t])) if grad else (v(G[0]), v(TC[0] if net.squash else TC[t]))
+        fwd.append((v(S[t]), g, g[..., :squash, :], g[..., :n_sig, :], g[..., :H, :],
+                    g[..., H:2 * H, :] if forget else None, g[..., n_sig:n_sig + H, :], g[..., n_sig + H:, :],
+                    v(C[t]), v(C[t + 1]), tc, v(Hs[t + 1])))
+    buf = Buffers(T, M, B, H, n_in, net, S, C, G, TC, v(np.zeros((M, H, B), dtype)), fwd)
     if grad:
-        buf.dZ = np.zeros((T, nH + 1, B), dtype)
-        buf.Ko, buf.Kc = np.zeros((T, H, B), dtype), np.zeros((T, H, B), dtype)
-        buf.K3 = np.zeros((T, nH // H - 1, H, B), dtype)
-        buf.dc, buf.dcn = np.zeros((H, B), dtype), np.zeros((H, B), dtype)
-        buf.dhc = np.zeros((2 * H if peep else H, B), dtype)
-        buf.dW_t = np.zeros((T, nH, n_s), dtype)
-        buf.scratch = np.zeros((T, H, B), dtype)
-        buf.bwd = [(buf.dZ[t], buf.dZ[t, :n_sig + H].reshape(nH // H - 1, H, B), buf.dZ[t, n_sig + H:nH],
-                    G[t, H:2 * H] if forget else None, buf.Kc[t], buf.Ko[t], buf.K3[t]) for t in reversed(range(T))]
+        n_g = nH // H - 1                                # gates before o: i (f) g
+        buf.dZ = np.zeros((T, M, nH + 1, B), dtype)
+        buf.Ko, buf.Kc = np.zeros((T, M, H, B), dtype), np.zeros((T, M, H, B), dtype)
+        buf.K3 = np.zeros((T, M, n_g, H, B), dtype)
+        buf.dc, buf.dcn = v(np.zeros((M, H, B), dtype)), v(np.zeros((M, H, B), dtype))
+        buf.dhc = v(np.zeros((M, 2 * H if peep else H, B), dtype))
+        buf.dW_t = np.zeros((T, M, nH, n_s), dtype)
+        buf.scratch = np.zeros((T, M, H, B), dtype)
+        dz_ifg = [v(buf.dZ[t, :, :n_sig + H].reshape(M, n_g, H, B)) for t in range(T)]
+        assert all(np.shares_memory(a, buf.dZ) for a in dz_ifg[:1])   # a view: the loop writes through it
+        buf.bwd = [(v(buf.dZ[t]), dz_ifg[t], v(buf.dZ[t, :, n_sig + H:nH]),
+                    v(G[t, :, H:2 * H]) if forget else None, v(buf.Kc[t]), v(buf.Ko[t]), v(buf.K3[t]))
+                   for t in reversed(range(T))]
     return buf
 
 
 def buffers_for(params, x, net=None):
+    """Buffers for one model's params and its input x (L, B, n_in)."""
     T, B, n_in = x.shape
     return make_buffers(T, B, params["Wh"].shape[0], net or default_net(params), n_in, params["Wh"].dtype)
 
 
 def forward(params, x, buf=None, state=None):
     """x: (L, B, n_in) -> pred (L, B) and the final state (h, c), each (H, B). state: the initial (h, c), zero if
-    None. Fills buf (made here for the seed's architecture if None; L <= buf.T), which backward() then reads."""
+    None. Fills buf (made here for the seed's architecture if None; L <= buf.T), which backward() then reads.
+    With buf.M > 1 every parameter, x (L, M, B, n_in), pred, h and c carry a model axis after the time axis."""
     if buf is None:
         buf = buffers_for(params, x)
-    net, H, n_in = buf.net, buf.H, buf.n_in
+    net, H, n_in, M = buf.net, buf.H, buf.n_in, buf.M
     peep, forget, squash = net.peep, net.forget, net.squash
     o_apart = peep or not squash                        # o squashed on its own, after c_t
+    mm = np.dot if M == 1 else np.matmul                # stacked matmul: each model's slice is its np.dot
     L = x.shape[0]
     buf.W, Ws = fused_weights(params, net)              # backward() reads buf.W
     half = np.array(0.5, Ws.dtype)                       # a 0-d array: cheaper per call than a Python float
-    p_o_half = np.repeat(0.5 * params["p_o"][:, None], buf.B, axis=1) if peep else None  # pre-broadcast: faster
-    buf.S[:L, :n_in] = x.transpose(0, 2, 1)
-    buf.S[0, n_in:n_in + H] = 0.0 if state is None else state[0]
+    p_o_half = np.repeat(0.5 * params["p_o"][..., None], buf.B, axis=-1) if peep else None  # pre-broadcast
+    buf.S[:L, :, :n_in] = (x if M > 1 else x[:, None]).swapaxes(-1, -2)
+    buf.S[0, :, n_in:n_in + H] = 0.0 if state is None else state[0]
     buf.C[0] = 0.0 if state is None else state[1]
     tmp = buf.tmp
     # In both time loops every call writes into a preallocated array, passed positionally (ufunc(a, b, out)).
     for s, z, z_sq, z_sig, i, f, g, o, c_prev, c, tc, h in (buf.fwd if L == buf.T else buf.fwd[:L]):
-        np.dot(Ws, s, z)                    # z (gates halved); i, f already include p ⊙ c_{t-1}
+        mm(Ws, s, z)                        # z (gates halved); i, f already include p ⊙ c_{t-1}
         np.tanh(z_sq, z_sq)                 # i, f: tanh(z/2); g = tanh(z_g) if squashed; o too if not apart
         np.multiply(z_sig, half, z_sig)
         np.add(z_sig, half, z_sig)          # i, f = (1 + tanh(z/2)) / 2 = σ(z)
@@ -504,15 +516,18 @@ def forward(params, x, buf=None, state=None):
             np.multiply(o, tc, h)           # h_t = o tanh(c_t)
         else:
             np.multiply(o, c, h)            # h_t = o c_t
-    h_all = buf.S[1:L + 1, n_in:n_in + H]
-    a = np.einsum("h,thb->tb", params["Wy"], h_all) + params["by"][0]
+    h_all = buf.S[1:L + 1, :, n_in:n_in + H]
+    Wy, by = params["Wy"].reshape(M, H), params["by"].reshape(M, 1)
+    a = np.stack([np.einsum("h,thb->tb", Wy[m], h_all[:, m]) + by[m, 0] for m in range(M)], axis=1)
     pred = 0.5 * (1 + np.tanh(0.5 * a)) if net.out == "sigmoid" else a
-    return pred, (buf.S[L, n_in:n_in + H].copy(), buf.C[L].copy())
+    h_L, c_L = buf.S[L, :, n_in:n_in + H].copy(), buf.C[L].copy()
+    return (pred, (h_L, c_L)) if M > 1 else (pred[:, 0], (h_L[0], c_L[0]))
 
 
-def backward(params, buf, dpred):
-    """BPTT through the cache forward() left in buf. dpred: (L, B) dLoss/d(output unit's input). Returns grads keyed
-    like params. The initial state is a constant: no gradient flows into it.
+def backward(params, buf, dpred, lengths=None):
+    """BPTT through the cache forward() left in buf. dpred: (L, B) dLoss/d(output unit's input) (with buf.M > 1:
+    (L, M, B), and lengths: model m's window is its first lengths[m] steps, its dpred zero after them). Returns
+    grads keyed like params. The initial state is a constant: no gradient flows into it.
 
     Per step, mirroring the forward (dh, dc: total gradient reaching h_t, c_t; tc = tanh(c_t), or c_t unsquashed):
         dz_o = dh ⊙ tc ⊙ o(1-o)
@@ -520,14 +535,18 @@ def backward(params, buf, dpred):
         dz_i = dc ⊙ g ⊙ i(1-i),  dz_f = dc ⊙ c_{t-1} ⊙ f(1-f),  dz_g = dc ⊙ i ⊙ g'     g' = 1 - g² or 1
         dh_{t-1} = dz Wh^T (+ dpred_{t-1} Wy),  dc_{t-1} = f ⊙ dc + p_i ⊙ dz_i + p_f ⊙ dz_f   (no forget gate: f = 1)
     Every factor that does not depend on dh or dc is computed for all steps before the loop, and the weight
-    gradients after it as one contraction over all steps."""
-    net, H, n_in, W = buf.net, buf.H, buf.n_in, buf.W
+    gradients after it as one contraction over each model's steps."""
+    net, H, n_in, M, B = buf.net, buf.H, buf.n_in, buf.M, buf.B
     peep, forget = net.peep, net.forget
+    mm = np.dot if M == 1 else np.matmul
     L = dpred.shape[0]
-    nH = W.shape[0]
+    lengths = [L] * M if lengths is None else lengths
+    dp = dpred if M > 1 else dpred[:, None]             # (L, M, B)
+    W = buf.W if M > 1 else buf.W[None]
+    nH = W.shape[1]
     n_sig = 2 * H if forget else H
     G, tc, c_prev = buf.G[:L], buf.TC[:L], buf.C[:L]
-    i, g, o = G[:, :H], G[:, n_sig:n_sig + H], G[:, n_sig + H:]   # f enters through the i-and-f block below
+    i, g, o = G[:, :, :H], G[:, :, n_sig:n_sig + H], G[:, :, n_sig + H:]   # f enters through the i-and-f block
     Ko, Kc, K3 = buf.Ko[:L], buf.Kc[:L], buf.K3[:L]         # written in place: no temporaries of size L
     np.subtract(1, o, out=Ko)
     Ko *= o
@@ -539,16 +558,16 @@ def backward(params, buf, dpred):
     else:
         np.copyto(Kc, o)                                      # Kc = o (+ p_o Ko)
     if peep:
-        np.multiply(params["p_o"][:, None], Ko, out=buf.scratch[:L])
+        np.multiply(params["p_o"].reshape(M, H, 1), Ko, out=buf.scratch[:L])
         Kc += buf.scratch[:L]
     n_g = n_sig // H                                          # σ gates before g: i, f (or i alone)
-    k_sig, k_i, k_g = K3[:, :n_g], K3[:, 0], K3[:, n_g]       # dz_i(f)g = K3 dc
-    s_sig = G[:, :n_sig].reshape(L, n_g, H, buf.B)           # i and f as one block
+    k_sig, k_i, k_g = K3[:, :, :n_g], K3[:, :, 0], K3[:, :, n_g]   # dz_i(f)g = K3 dc
+    s_sig = G[:, :, :n_sig].reshape(L, M, n_g, H, B)         # i and f as one block
     np.subtract(1, s_sig, out=k_sig)
     k_sig *= s_sig
     k_i *= g                                                  # g i (1-i)
     if forget:
-        K3[:, 1] *= c_prev                                    # c_{t-1} f (1-f)
+        K3[:, :, 1] *= c_prev                                 # c_{t-1} f (1-f)
     if net.squash:
         np.multiply(g, g, out=k_g)
         np.subtract(1, k_g, out=k_g)
@@ -556,21 +575,23 @@ def backward(params, buf, dpred):
     else:
         np.copyto(k_g, i)                                     # i
     nh = 2 * H if peep else H
-    WT = np.zeros((nh, nH + 1), W.dtype)           # dz_t and dpred_{t-1} -> dh_{t-1} (and peephole dc_{t-1})
-    WT[:, :nH] = W[:, n_in:n_in + nh].T
-    WT[:H, nH] = params["Wy"]
+    WT = np.zeros((M, nh, nH + 1), W.dtype)        # dz_t and dpred_{t-1} -> dh_{t-1} (and peephole dc_{t-1})
+    WT[:, :, :nH] = W[:, :, n_in:n_in + nh].swapaxes(-1, -2)
+    WT[:, :H, nH] = params["Wy"].reshape(M, H)
+    WT = WT if M > 1 else WT[0]
     dZ, dc, dcn, dhc = buf.dZ[:L], buf.dc, buf.dcn, buf.dhc
-    dZ[1:, nH] = dpred[:-1]
-    dh, dc_peep = dhc[:H], dhc[H:]
-    np.multiply(params["Wy"][:, None], dpred[-1], out=dh)    # dh_{L-1}: the readout alone
+    dZ[1:, :, nH] = dp[:-1]
+    dh, dc_peep = dhc[..., :H, :], dhc[..., H:, :]
+    np.multiply(params["Wy"][..., None], dpred[-1][..., None, :], out=dh)   # dh_{L-1}: the readout alone
     dc_peep[...] = 0.0
     dcn[...] = 0.0
+    dc_g = dc[..., None, :, :]                              # dc against each gate block of K3
     for dz, dz_ifg, dz_o, f_t, Kc_t, Ko_t, K3_t in (buf.bwd if L == buf.T else buf.bwd[buf.T - L:]):
         np.multiply(dh, Kc_t, dc)                           # t = L-1 .. 0; dh holds dh_t
         np.add(dc, dcn, dc)                                 # dc_t
-        np.multiply(K3_t, dc, dz_ifg)                       # dz_i, dz_f, dz_g
+        np.multiply(K3_t, dc_g, dz_ifg)                     # dz_i, dz_f, dz_g
         np.multiply(dh, Ko_t, dz_o)                         # dz_o
-        np.dot(WT, dz, dhc)                                 # dh_{t-1} = dz_t Wh^T + dpred_{t-1} Wy; p_i dz_i + p_f dz_f
+        mm(WT, dz, dhc)                                     # dh_{t-1} = dz_t Wh^T + dpred_{t-1} Wy; p_i dz_i + p_f dz_f
         if forget:
             np.multiply(f_t, dc, dcn)
             if peep:
@@ -579,44 +600,60 @@ def backward(params, buf, dpred):
             np.add(dc, dc_peep, dcn)
         else:
             np.copyto(dcn, dc)
-    dZ = dZ[:, :nH]
-    dW = np.matmul(dZ, buf.S[:L].transpose(0, 2, 1), out=buf.dW_t[:L]).sum(axis=0)  # Σ_t dz_t s_t^T, (nH, n_s)
-    grads = {"Wx": dW[:, :n_in].T.copy(), "Wh": dW[:, n_in:n_in + H].T.copy(), "b": dW[:, -1].copy()}
-    if peep:
-        P = dW[:, n_in + H:n_in + 2 * H]
-        grads["p_i"] = np.diagonal(P[:H]).copy()
-        if forget:
-            grads["p_f"] = np.diagonal(P[H:2 * H]).copy()
-        grads["p_o"] = np.einsum("thb,thb->h", dZ[:, n_sig + H:], buf.C[1:L + 1])
-    grads["Wy"] = np.einsum("thb,tb->h", buf.S[1:L + 1, n_in:n_in + H], dpred)
-    grads["by"] = np.array([dpred.sum()], dpred.dtype)
-    return {k: grads[k] for k in params}
+    dZ = dZ[:, :, :nH]
+    dW_t = np.matmul(dZ, buf.S[:L].swapaxes(-1, -2), out=buf.dW_t[:L])   # dz_t s_t^T, (L, M, nH, n_s)
+    per_model = []
+    for m, Lm in enumerate(lengths):
+        dW = dW_t[:Lm, m].sum(axis=0)                         # Σ_t over the model's own steps
+        grads = {"Wx": dW[:, :n_in].T.copy(), "Wh": dW[:, n_in:n_in + H].T.copy(), "b": dW[:, -1].copy()}
+        if peep:
+            P = dW[:, n_in + H:n_in + 2 * H]
+            grads["p_i"] = np.diagonal(P[:H]).copy()
+            if forget:
+                grads["p_f"] = np.diagonal(P[H:2 * H]).copy()
+            grads["p_o"] = np.einsum("thb,thb->h", dZ[:Lm, m, n_sig + H:], buf.C[1:Lm + 1, m])
+        grads["Wy"] = np.einsum("thb,tb->h", buf.S[1:Lm + 1, m, n_in:n_in + H], dp[:Lm, m])
+        grads["by"] = np.array([np.ascontiguousarray(dp[:Lm, m]).sum()], dpred.dtype)
+        per_model.append(grads)
+    if M == 1:
+        return {k: per_model[0][k] for k in params}
+    return {k: np.stack([gm[k] for gm in per_model]) for k in params}
 
 
-def loss_and_grads(params, batch, buf=None, state=None):
-    """Objective ½ Σ_t (pred - y)², averaged over the batch, and its gradient; state: the initial (h, c)."""
+def loss_and_grads(params, batch, buf=None, state=None, lengths=None):
+    """Objective ½ Σ_t (pred - y)², averaged over the batch, and its gradient; state: the initial (h, c). With
+    buf.M > 1 the batch's x and y carry a model axis, the loss is a list (one per model, over its own lengths[m]
+    steps) and each model's gradient covers its own steps."""
     if buf is None:
         buf = buffers_for(params, batch.x)
     pred, _ = forward(params, batch.x, buf, state)
     err = pred - batch.y
-    B = err.shape[1]
+    B = batch.y.shape[-1]
     dpred = err / B
     if buf.net.out == "sigmoid":
         dpred *= pred * (1 - pred)
-    return 0.5 * float(np.sum(err * err)) / B, backward(params, buf, dpred), pred
+    if buf.M == 1:
+        return 0.5 * float(np.sum(err * err)) / B, backward(params, buf, dpred), pred
+    losses = []
+    for m, Lm in enumerate(lengths or [err.shape[0]] * buf.M):
+        e = np.ascontiguousarray(err[:Lm, m])                # the same memory order as the model alone
+        losses.append(0.5 * float(np.sum(e * e)) / B)
+        dpred[Lm:, m] = 0.0
+    return losses, backward(params, buf, dpred, lengths), pred
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Optimizer
 # ----------------------------------------------------------------------------------------------------------------
 
-def flatten(params):
-    """One flat vector holding every parameter, and params rebuilt as views into it: the optimizer updates the
-    vector with a handful of calls, and the model sees the update."""
-    theta = np.concatenate([p.ravel() for p in params.values()])
-    views, k = {}, 0
-    for name, p in params.items():
-        views[name] = theta[k:k + p.size].reshape(p.shape)
+def flatten(models):
+    """M models' parameters (a list of dicts of the same shapes) in one (M, P) array, a row per model, and the
+    parameters rebuilt as views into it: one dict of arrays with a leading model axis (without it when M = 1). The
+    optimizer updates the array with a handful of calls, and the models see the update."""
+    theta = np.stack([np.concatenate([p.ravel() for p in params.values()]) for params in models])
+    M, views, k = len(models), {}, 0
+    for name, p in models[0].items():
+        views[name] = theta[:, k:k + p.size].reshape((M, *p.shape) if M > 1 else p.shape)
         k += p.size
     return theta, views
 
@@ -624,7 +661,7 @@ def flatten(params):
 def clip_global(g, max_norm):
     """Scale the flat gradient g in place so its L2 norm is at most max_norm. Returns the norm before clipping."""
     norm = math.sqrt(float(g @ g))
-    if norm > max_norm:
+    if max_norm < norm < math.inf:                          # a non-finite norm is left for the caller to report
         g *= max_norm / norm
     return norm
 
@@ -677,25 +714,36 @@ def predict(params, x, chunk=EVAL_CHUNK, net=None):
     return np.concatenate(out, axis=1)
 
 
-def free_run(params, net, x, chunk=FREE_RUN_CHUNK):
-    """pred (L,) of one stream x (L, 1, n_in) from the zero state, through time in chunks of `chunk` steps with
-    the state carried: the model's memory is bounded by the chunk, not by L."""
+def free_run(params, net, x, chunk=FREE_RUN_CHUNK, M=1, buf=None):
+    """pred (L,) of one stream x (L, 1, n_in) from the zero state, through time in chunks of `chunk` steps (or of
+    an inference buf's length) with the state carried: the model's memory is bounded by the chunk, not by L. With
+    M > 1, params carry a model axis and pred is (L, M): every model runs on the same stream."""
     L, _, n_in = x.shape
-    buf = make_buffers(min(chunk, L), 1, params["Wh"].shape[0], net, n_in, params["Wh"].dtype, grad=False)
-    pred, state = np.empty(L, np.float64), None
+    H, dtype = params["Wh"].shape[-2], params["Wh"].dtype
+    buf = buf or make_buffers(min(chunk, L), 1, H, net, n_in, dtype, grad=False, M=M)
+    pred, state = np.empty((L, M), np.float64), None
     for k in range(0, L, buf.T):
-        p, state = forward(params, x[k:k + buf.T], buf, state)
-        pred[k:k + p.shape[0]] = p[:, 0]
-    return pred
+        xk = x[k:k + buf.T]
+        p, state = forward(params, xk if M == 1 else np.broadcast_to(xk[:, None], (len(xk), M, 1, n_in)), buf, state)
+        pred[k:k + len(xk)] = p if M == 1 else p[:, :, 0]
+    return pred[:, 0] if M == 1 else pred
 
 
-def evaluate(params, test, net=None, cfg=None):
-    """Score params on held-out data: the seed's MSD metrics for a Batch; the paper's criterion for a Stream."""
+def evaluate(params, test, net=None, cfg=None, M=1, buf=None):
+    """Score params on held-out data: the seed's MSD metrics for a Batch; the paper's criterion for a Stream, on a
+    free run (through buf if given). With M > 1 (params with a model axis) a list, one per model."""
     net = net or default_net(params)
+    if M > 1:
+        if isinstance(test, Batch):
+            return [evaluate({k: v[m] for k, v in params.items()}, test, net, cfg) for m in range(M)]
+        pred = free_run(params, net, test.x, M=M, buf=buf)
+        task = TASKS[cfg.task]
+        return [stream_score(np.ascontiguousarray(pred[:, m]), test, task.tol, cfg.test_units, task.periodic)
+                for m in range(M)]
     if isinstance(test, Batch):
         return score(predict(params, test.x, net=net), test)
     task = TASKS[cfg.task]
-    return stream_score(free_run(params, net, test.x), test, task.tol, cfg.test_units, task.periodic)
+    return stream_score(free_run(params, net, test.x, buf=buf), test, task.tol, cfg.test_units, task.periodic)
 
 
 def lr_at(cfg, it):
@@ -731,74 +779,125 @@ class Trained(NamedTuple):
 
 
 def train(cfg, seed, test=None, on_eval=None, log=None):
-    """Train one model. Init and training data come from generators derived from seed alone.
+    """Train one model: train_many() of one seed, a diverged model raised as Diverged."""
+    tr = train_many(cfg, [seed], test, on_eval, log)[0]
+    if isinstance(tr, str):
+        raise Diverged(tr)
+    return tr
+
+
+def train_many(cfg, seeds, test=None, on_eval=None, log=None):
+    """Train one model per seed, all through one time loop (a model axis; M = len(seeds)). Each model's init and
+    training data come from generators derived from its seed alone, and its result is bit-identical to training
+    it alone.
 
     A training step is one window of units from the start of fresh streams (the seed's MSD: one batch of
     sequences). With cfg.window = (min, max), min < max, the window is self-paced: SELF_PACE times the last
-    window's error-free run (its shortest over the batch), within [min, max] units.
-    on_eval(record, params) is called after every evaluation (iteration 0, every cfg.eval_every, the last);
-    log(str) receives the progress lines. Returns Trained; raises Diverged."""
-    task, net = TASKS[cfg.task], net_of(cfg)
+    window's error-free run (its shortest over the batch), within [min, max] units; models whose windows are
+    shorter than another's have their steps after it masked out of their loss.
+    on_eval(record, params) is called after every evaluation of a single model (iteration 0, every
+    cfg.eval_every, the last); log(str) receives the progress lines. Returns [Trained, or the one-line message of
+    a model whose loss or gradient turned non-finite (it stops learning; the others go on)]."""
+    task, net, M = TASKS[cfg.task], net_of(cfg), len(seeds)
     test = test_set(cfg) if test is None else test
-    theta, params = flatten(init_params(rng_for(STREAM_INIT, seed), cfg.hidden, cfg.peep, 1, cfg.forget_bias,
-                                        cfg.dtype, cfg.forget, cfg.init))
-    data = rng_for(STREAM_TRAIN, seed)
+    theta, params = flatten([init_params(rng_for(STREAM_INIT, s), cfg.hidden, cfg.peep, 1, cfg.forget_bias,
+                                         cfg.dtype, cfg.forget, cfg.init) for s in seeds])
+    model = (lambda m: params) if M == 1 else (lambda m: {k: v[m] for k, v in params.items()})
+    data = [rng_for(STREAM_TRAIN, s) for s in seeds]
     opt = adam_init(theta)
     w_min, w_max = cfg.window or (1, 1)
-    units = w_min
+    units = [w_min] * M
     B = 1 if cfg.task in GENERATION else cfg.batch
-    buf = make_buffers(cfg.T if cfg.task == "msd" else w_max * unit_len(cfg), B, cfg.hidden, net, 1, cfg.dtype)
-    history = []
-    best = {"key": None}
+    buf = make_buffers(cfg.T if cfg.task == "msd" else w_max * unit_len(cfg), B, cfg.hidden, net, 1, cfg.dtype, M=M)
+    infer = None if cfg.task == "msd" else \
+        make_buffers(FREE_RUN_CHUNK, 1, cfg.hidden, net, 1, cfg.dtype, grad=False, M=M)   # the free runs'
+    scores = lambda p, data: evaluate(p, data, net, cfg, M, infer) if M > 1 else [evaluate(p, data, net, cfg, 1, infer)]
+    history = [[] for _ in seeds]
+    best = [{"key": None} for _ in seeds]
+    diverged = [None] * M
     t0 = time.perf_counter()
-    train_mse = None  # no training batch seen yet
-    seen = steps = 0
+    train_mse = [None] * M  # no training batch seen yet
+    seen, steps = 0, [0] * M
 
     def record(it):
-        r = {"iter": it, "seen": seen, "steps": steps, "train_mse": train_mse, **evaluate(params, test, net, cfg),
-             "elapsed": time.perf_counter() - t0}
-        if cfg.window:
-            r["window"] = units
-        history.append(r)
-        if best["key"] is None or rank(r) > best["key"]:
-            best.update(key=rank(r), iter=it, params={k: v.copy() for k, v in params.items()})
-        if log:
-            eta = r["elapsed"] / it * (cfg.iters - it) if it else 0.0
-            tr = f"{train_mse:.5f}" if train_mse is not None else "   -   "
-            win = f"  window {units:3d}" if cfg.window else ""
-            log(f"seed {seed} it {it:5d}  seen {r['seen']:7d}{win}  train mse {tr}  {progress(r)}"
-                f"  {r['elapsed']:6.1f}s  eta {eta:5.1f}s")
-        if on_eval:
-            on_eval(r, params)
+        now = scores(params, test)
+        for m, seed in enumerate(seeds):
+            if diverged[m]:
+                continue
+            r = {"iter": it, "seen": seen, "steps": steps[m], "train_mse": train_mse[m], **now[m],
+                 "elapsed": time.perf_counter() - t0}
+            if cfg.window:
+                r["window"] = units[m]
+            history[m].append(r)
+            if best[m]["key"] is None or rank(r) > best[m]["key"]:
+                best[m].update(key=rank(r), iter=it, params={k: v.copy() for k, v in model(m).items()})
+            if log:
+                eta = r["elapsed"] / it * (cfg.iters - it) if it else 0.0
+                tr = f"{train_mse[m]:.5f}" if train_mse[m] is not None else "   -   "
+                win = f"  window {units[m]:3d}" if cfg.window else ""
+                log(f"seed {seed} it {it:5d}  seen {r['seen']:7d}{win}  train mse {tr}  {progress(r)}"
+                    f"  {r['elapsed']:6.1f}s  eta {eta:5.1f}s")
+            if on_eval and M == 1:
+                on_eval(r, params)
 
     record(0)
     for it in range(1, cfg.iters + 1):
-        batch = task.make(cfg, data, B, units)
-        loss, grads, pred = loss_and_grads(params, batch, buf)
-        g = np.concatenate([grads[k].ravel() for k in params])
-        norm = clip_global(g, cfg.clip)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            raise Diverged(f"seed {seed}: non-finite {'loss' if not math.isfinite(loss) else 'gradient'} "
-                           f"at iteration {it}")
+        batches = [task.make(cfg, data[m], B, units[m]) for m in range(M)]
+        lengths = [b.y.shape[0] for b in batches]
+        if M == 1:
+            batch = batches[0]
+        else:
+            L = max(lengths)
+            pad = lambda a, Lm: np.concatenate([a, np.zeros((L - Lm, *a.shape[1:]), a.dtype)]) if Lm < L else a
+            batch = Stream(np.stack([pad(b.x, Lm) for b, Lm in zip(batches, lengths)], axis=1),
+                           np.stack([pad(b.y, Lm) for b, Lm in zip(batches, lengths)], axis=1), None)
+        loss, grads, pred = loss_and_grads(params, batch, buf, **({"lengths": lengths} if M > 1 else {}))
+        losses = [loss] if M == 1 else loss
+        g = np.concatenate([grads[k].reshape(M, -1) for k in params], axis=1)
+        frozen = [m for m in range(M) if diverged[m]]
+        for m in range(M):
+            if diverged[m]:
+                continue
+            norm = clip_global(g[m], cfg.clip)
+            if not (math.isfinite(losses[m]) and math.isfinite(norm)):
+                diverged[m] = (f"seed {seeds[m]}: non-finite {'loss' if not math.isfinite(losses[m]) else 'gradient'}"
+                               f" at iteration {it}")
+                frozen.append(m)
+        if len(frozen) == M:
+            break
+        keep = theta[frozen].copy()
+        g[frozen] = 0.0
         adam_step(theta, g, opt, lr_at(cfg, it))
-        L = batch.y.shape[0]
+        theta[frozen] = keep                                 # a diverged model stays as it was
         seen += B
-        steps += B * L
-        train_mse = 2 * loss / L  # the batch's MSE per step, comparable with the test MSE
-        if w_max > w_min:
-            run = int(first_errors(pred, batch, task.tol)[1].min())
-            units = min(w_max, max(w_min, math.ceil(SELF_PACE * run)))
+        for m in range(M):
+            steps[m] += B * lengths[m]
+            train_mse[m] = 2 * losses[m] / lengths[m]  # the batch's MSE per step, comparable with the test MSE
+            if w_max > w_min and not diverged[m]:
+                p_m = pred if M == 1 else pred[:lengths[m], m]
+                run = int(first_errors(p_m, batches[m], task.tol)[1].min())
+                units[m] = min(w_max, max(w_min, math.ceil(SELF_PACE * run)))
         if it % cfg.eval_every == 0 or it == cfg.iters:
             record(it)
     metrics = lambda r: {k: v for k, v in r.items() if k not in ("iter", "seen", "steps", "train_mse", "elapsed",
                                                                  "window")}
-    final = metrics(history[-1])
-    best_rec = {"iter": best["iter"], **metrics(next(r for r in history if r["iter"] == best["iter"]))}
-    if task.long > 1:
+    finals = [metrics(h[-1]) for h in history]
+    bests = [{"iter": b["iter"], **metrics(next(r for r in h if r["iter"] == b["iter"]))}
+             for h, b in zip(history, best)]
+    if task.long > 1:                                        # final and best models re-scored over the long run
         long_test = test_set(cfg, task.long * cfg.test_units)
-        final = evaluate(params, long_test, net, cfg)
-        best_rec = {"iter": best["iter"], **evaluate(best["params"], long_test, net, cfg)}
-    return Trained(params, history, final, best_rec, best["params"])
+        best_params = {k: np.stack([b["params"][k] for b in best]) for k in params} if M > 1 else best[0]["params"]
+        finals = scores(params, long_test)
+        bests = [{"iter": b["iter"], **r} for b, r in zip(best, scores(best_params, long_test))]
+    out = []
+    for m in range(M):
+        if diverged[m]:
+            out.append(diverged[m])
+            continue
+        final, best_rec = finals[m], bests[m]
+        out.append(Trained({k: v.copy() for k, v in model(m).items()}, history[m], final, best_rec,
+                           best[m]["params"]))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -871,14 +970,23 @@ def code_version():
         return hashlib.sha256(fh.read()).hexdigest()[:16]
 
 
-def grid_job(cfg, seed):
-    """A worker's task, self-contained (a Config and a seed in, plain data out): ("done", run, params,
-    best_params, code) or, for a diverged model, ("diverged", message, code)."""
-    try:
-        run, params, best = run_one(cfg, seed)
-        return "done", run, params, best, code_version()
-    except Diverged as e:
-        return "diverged", str(e), code_version()
+def grid_job(cfg, seeds):
+    """A worker's task, self-contained (a Config and seeds in, plain data out): the models of seeds trained through
+    one time loop (train_many), and for each ("done", run, params, best_params, code) or, for a diverged model,
+    ("diverged", message, code)."""
+    t0 = time.perf_counter()
+    trained = train_many(cfg, seeds)
+    wall, code, out = (time.perf_counter() - t0) / len(seeds), code_version(), []
+    for seed, tr in zip(seeds, trained):
+        if isinstance(tr, str):
+            out.append(("diverged", tr, code))
+            continue
+        last = tr.history[-1]
+        run = {"seed": seed, "variant": cell_name(cfg.peep, cfg.forget), "task": cfg.task, "final": tr.final,
+               "best": tr.best, "seen": last["seen"], "steps": last["steps"], "wall_time": wall,
+               "models_per_process": len(seeds), "history": tr.history}
+        out.append(("done", run, tr.params, tr.best_params, code))
+    return out
 
 
 def _worker_init():
@@ -891,33 +999,33 @@ def _worker_init():
         pass
 
 
-def _call(job):
-    k, cfg, seed = job
-    return k, grid_job(cfg, seed)
+def _call(batch):
+    ks, cfg, seeds = batch
+    return ks, grid_job(cfg, seeds)
 
 
-def execute(jobs, workers=1, scheduler=None):
-    """Yield (k, grid_job result) for jobs [(k, cfg, seed)] as they finish: in this process (workers == 1), in a
-    pool of spawned processes, or on the dask.distributed cluster at `scheduler`. Leaving early (an exception, an
-    interrupt, close()) stops the pool's workers or cancels the cluster's futures: no orphans."""
+def execute(batches, workers=1, scheduler=None):
+    """Yield (ks, grid_job results) for batches [(ks, cfg, seeds)] as they finish: in this process (workers == 1),
+    in a pool of spawned processes, or on the dask.distributed cluster at `scheduler`. Leaving early (an exception,
+    an interrupt, close()) stops the pool's workers or cancels the cluster's futures: no orphans."""
     if scheduler:
         from dask.distributed import Client, as_completed as completed     # optional: imported for this flag only
         client = Client(scheduler, timeout="20s")
         futures = {}
         try:
-            futures = {client.submit(grid_job, cfg, seed, pure=False): k for k, cfg, seed in jobs}
+            futures = {client.submit(grid_job, cfg, seeds, pure=False): ks for ks, cfg, seeds in batches}
             for fut in completed(futures):
                 yield futures[fut], fut.result()
         finally:
             client.cancel(list(futures))
             client.close()
     elif workers == 1:
-        for job in jobs:
-            yield _call(job)
+        for batch in batches:
+            yield _call(batch)
     else:
         pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
         try:
-            yield from pool.imap_unordered(_call, jobs)
+            yield from pool.imap_unordered(_call, batches)
             pool.close()
         finally:
             pool.terminate()
@@ -1004,9 +1112,31 @@ def journal_record(cfg, seed, res):
             "best_params": {k: v.tolist() for k, v in best.items()}}
 
 
+def batch_jobs(todo, models=None):
+    """Group [(k, cfg, seed)] into batches [(ks, cfg, seeds)] of jobs that differ only in their seed, at most
+    `models` in a batch (None: MODELS_PER_PROCESS(cfg)), in order of their first job."""
+    groups = {}
+    for k, cfg, seed in todo:
+        groups.setdefault(cfg, []).append((k, seed))
+    batches = []
+    for cfg, ks in groups.items():
+        size = models or MODELS_PER_PROCESS(cfg)
+        for j in range(0, len(ks), size):
+            part = ks[j:j + size]
+            batches.append(([k for k, _ in part], cfg, [s for _, s in part]))
+    return sorted(batches, key=lambda b: b[0][0])
+
+
+# Models trained through one time loop, by default: many when one model's step is all call overhead (one cell, or
+# B = 1), one otherwise (at H = 8, B = 32 a batch of models is no faster than the models one by one).
+MODELS_PER_PROCESS = lambda cfg: 16 if cfg.hidden * (1 if cfg.task in GENERATION else cfg.batch) <= 16 else 1
+
+
 def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=None, grid=None, log=print,
-             quiet=False):
-    """Train jobs [(cfg, seed)] and return [grid_job result or journal record] in the input order.
+             quiet=False, models=None):
+    """Train jobs [(cfg, seed)] and return [grid_job result or journal record] in the input order. Jobs that
+    differ only in their seed train together, `models` at a time (batch_jobs); each model's result is bit-identical
+    to training it alone.
 
     With out a .jsonl file every finished run (or diverged model) is appended to the journal at once; with resume
     the jobs it already holds are skipped, and a diverged model does not stop the others. Without a journal the
@@ -1026,25 +1156,29 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
             log(f"resuming {out}: {sum(r is not None for r in results)} of {n} runs done"
                 + ("; dropped a truncated last record" if journal.dropped else ""))
     todo = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if results[k] is None]
+    batches = batch_jobs(todo, models)
     t0, n_done, n_todo = time.perf_counter(), n - len(todo), len(todo)
     here = code_version()
     try:
-        for i, (k, res) in enumerate(execute(todo, min(workers, max(1, n_todo)), scheduler), 1):
-            cfg, seed = jobs[k]
-            if res[-1] != here:
-                raise BadGrid(f"a worker ran code {res[-1]}, this process {here}: install the same module everywhere")
-            if res[0] == "diverged" and journal is None:
-                raise Diverged(res[1])
-            results[k] = journal_record(cfg, seed, res) if journal else res
-            if journal:
-                journal.write(results[k])
-            n_done += 1
-            el = time.perf_counter() - t0
-            if not quiet:
-                what = (progress(res[1]["final"]) + f"  ({res[1]['wall_time']:.1f}s)" if res[0] == "done"
-                        else f"DIVERGED: {res[1]}")
-                log(f"[{n_done}/{n}] {setting_label(cfg)} {cell_name(cfg.peep, cfg.forget):11s} seed {seed:3d}  {what}"
-                    f"  elapsed {el:.0f}s  eta {el / i * (n_todo - i):.0f}s")
+        i = 0
+        for ks, batch in execute(batches, min(workers, max(1, len(batches))), scheduler):
+            for k, res in zip(ks, batch):
+                cfg, seed = jobs[k]
+                if res[-1] != here:
+                    raise BadGrid(f"a worker ran code {res[-1]}, this process {here}: install the same module "
+                                  "everywhere")
+                if res[0] == "diverged" and journal is None:
+                    raise Diverged(res[1])
+                results[k] = journal_record(cfg, seed, res) if journal else res
+                if journal:
+                    journal.write(results[k])
+                n_done, i = n_done + 1, i + 1
+                el = time.perf_counter() - t0
+                if not quiet:
+                    what = (progress(res[1]["final"]) + f"  ({res[1]['wall_time']:.1f}s)" if res[0] == "done"
+                            else f"DIVERGED: {res[1]}")
+                    log(f"[{n_done}/{n}] {setting_label(cfg)} {cell_name(cfg.peep, cfg.forget):11s} seed {seed:3d}  "
+                        f"{what}  elapsed {el:.0f}s  eta {el / i * (n_todo - i):.0f}s")
     except KeyboardInterrupt:
         saved = f"{n_done} of {n} runs are in {out}; resume with the same command and --resume" if journal else \
             f"{n_done} of {n} runs were done and nothing is written (--out X.jsonl keeps finished runs)"
@@ -1659,6 +1793,8 @@ def build_parser():
     grid.add_argument("--resume", action="store_true", help="skip the runs an --out X.jsonl journal already holds")
     grid.add_argument("--append", action="store_true", help="add to an --out X.jsonl journal of another grid or code")
     grid.add_argument("--scheduler", metavar="ADDRESS", help="run the jobs on this dask.distributed scheduler")
+    grid.add_argument("--models", type=positive_int, help="models of one setting trained through one time loop per "
+                      "process (default: 16 when hidden x batch <= 16, else 1); results do not depend on it")
     io = ap.add_argument_group("files and modes")
     io.add_argument("--out", help="X.json: arguments, histories and final metrics, written at the end; X.jsonl: a "
                     "journal, each run appended the moment it ends (resumable)")
@@ -1875,7 +2011,7 @@ def main(argv=None):
                 raise Interrupted("interrupted: nothing written") from None
         else:
             results = run_grid(jobs, a.workers, journal, a.resume, a.append, a.scheduler,
-                               grid=grid if a.grid else None, quiet=a.quiet)
+                               grid=grid if a.grid else None, quiet=a.quiet, models=a.models)
     except Diverged as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1

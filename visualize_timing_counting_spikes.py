@@ -59,8 +59,8 @@ def internals(params, x):
     buf = tcs.buffers_for(params, x)
     pred, _ = tcs.forward(params, x, buf)
     H = buf.H
-    G = buf.G
-    return {"c": buf.C[1:].copy(), "i": G[:, :H].copy(), "f": G[:, H:2 * H].copy(),
+    G = buf.G[:, 0]                                  # one model: drop the buffers' model axis
+    return {"c": buf.C[1:, 0].copy(), "i": G[:, :H].copy(), "f": G[:, H:2 * H].copy(),
             "g": G[:, 2 * H:3 * H].copy(), "o": G[:, 3 * H:].copy(), "pred": pred}
 
 

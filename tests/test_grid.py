@@ -185,3 +185,43 @@ def test_dask_cluster_gives_the_local_pool_bits(tmp_path):
     key = lambda recs: {x["key"]: (x["run"]["final"], x["run"]["best"], x["params"]) for x in recs}
     a, b = key(runs_of(local)), key(runs_of(remote))
     assert len(a) == 8 and a == b
+
+
+@pytest.mark.parametrize("cfg", [
+    tcs.Config(task="gts", F=10, iters=600, eval_every=100, window=(10, 40), test_units=100),   # windows diverge
+    tcs.Config(task="pfg", F=4, arch="paper", iters=60, eval_every=20, window=(2, 20), test_units=10),
+    tcs.Config(task="delays", F=4, I=(0, 1, 2), arch="paper", init="paper", peep=False, forget=False, iters=40,
+               eval_every=20, window=(3, 3), test_units=30, batch=3),
+    tcs.Config(T=40, D_min=5, D_max=15, iters=40, eval_every=20, n_test=32, peep=True, forget=False),
+], ids=["gts-self-paced", "pfg-paper", "delays-1997", "msd-nf"])
+def test_a_model_trains_the_same_alone_and_in_any_batch(cfg):
+    strip = lambda h: [{k: v for k, v in x.items() if k != "elapsed"} for x in h]
+    alone = tcs.train(cfg, 5)
+    for seeds in ([5, 1, 2], [9, 8, 7, 6, 5, 4, 3, 0]):        # batches of 3 and 8 with other companions
+        batch = tcs.train_many(cfg, seeds)
+        tr = batch[seeds.index(5)]
+        assert tr.final == alone.final and tr.best == alone.best and strip(tr.history) == strip(alone.history)
+        for k in alone.params:
+            assert np.array_equal(tr.params[k], alone.params[k]) and np.array_equal(tr.best_params[k],
+                                                                                    alone.best_params[k])
+    if cfg.task == "gts":                                    # the batch's windows differed between models
+        assert len({tuple(h["window"] for h in b.history) for b in batch}) > 1
+
+
+def test_a_diverging_model_does_not_disturb_its_batch(monkeypatch):
+    cfg = tcs.Config(T=40, D_min=5, D_max=15, iters=30, eval_every=10, n_test=32, hidden=2, batch=4)
+    clean = tcs.train_many(cfg, [0, 1, 2])
+    real = tcs.backward
+
+    def poisons(params, buf, dpred, lengths=None):
+        grads = real(params, buf, dpred, lengths)
+        if buf.M == 3:
+            grads["Wh"][1, 0, 0] = np.inf                     # model 1 of the batch, every step
+        return grads
+
+    monkeypatch.setattr(tcs, "backward", poisons)
+    out = tcs.train_many(cfg, [0, 1, 2])
+    assert out[1] == "seed 1: non-finite gradient at iteration 1"
+    for m in (0, 2):
+        assert out[m].final == clean[m].final and all(np.array_equal(out[m].params[k], clean[m].params[k])
+                                                      for k in clean[m].params)

@@ -145,8 +145,13 @@ def test_clip_and_adam():
 
 def test_flatten_views_share_memory():
     p = tcs.init_params(np.random.default_rng(0), 3, True)
-    theta, views = tcs.flatten(p)
-    assert theta.size == sum(v.size for v in p.values())
+    theta, views = tcs.flatten([p])
+    assert theta.shape == (1, sum(v.size for v in p.values()))
     theta += 1.0
     for k in p:
         assert np.array_equal(views[k], p[k] + 1.0)
+    q = tcs.init_params(np.random.default_rng(1), 3, True)
+    theta, views = tcs.flatten([p, q])                       # two models: a row each, views with a model axis
+    theta[1] -= 1.0
+    for k in p:
+        assert np.array_equal(views[k][0], p[k]) and np.array_equal(views[k][1], q[k] - 1.0)
