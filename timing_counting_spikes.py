@@ -698,12 +698,13 @@ def test_set(cfg, units=None):
     return TASKS[cfg.task].test(cfg, units or cfg.test_units)
 
 
-def predict(params, x, chunk=EVAL_CHUNK, net=None):
-    """pred (T, N) for x (T, N, n_in), in chunks of sequences, without keeping a cache for backward()."""
+def predict(params, x, chunk=EVAL_CHUNK, net=None, bufs=None):
+    """pred (T, N) for x (T, N, n_in), in chunks of sequences, without keeping a cache for backward(). bufs: a dict
+    of inference buffers by chunk size, kept by the caller across calls."""
     T, N, n_in = x.shape
     net = net or default_net(params)
     H, dtype = params["Wh"].shape[0], params["Wh"].dtype
-    bufs = {}
+    bufs = {} if bufs is None else bufs
     out = []
     for k in range(0, N, chunk):
         xk = x[:, k:k + chunk]
@@ -731,17 +732,18 @@ def free_run(params, net, x, chunk=FREE_RUN_CHUNK, M=1, buf=None):
 
 def evaluate(params, test, net=None, cfg=None, M=1, buf=None):
     """Score params on held-out data: the seed's MSD metrics for a Batch; the paper's criterion for a Stream, on a
-    free run (through buf if given). With M > 1 (params with a model axis) a list, one per model."""
+    free run. buf: inference buffers kept across calls (a Stream's Buffers, a Batch's dict of them by chunk size).
+    With M > 1 (params with a model axis) a list, one per model."""
     net = net or default_net(params)
     if M > 1:
         if isinstance(test, Batch):
-            return [evaluate({k: v[m] for k, v in params.items()}, test, net, cfg) for m in range(M)]
+            return [evaluate({k: v[m] for k, v in params.items()}, test, net, cfg, 1, buf) for m in range(M)]
         pred = free_run(params, net, test.x, M=M, buf=buf)
         task = TASKS[cfg.task]
         return [stream_score(np.ascontiguousarray(pred[:, m]), test, task.tol, cfg.test_units, task.periodic)
                 for m in range(M)]
     if isinstance(test, Batch):
-        return score(predict(params, test.x, net=net), test)
+        return score(predict(params, test.x, net=net, bufs=buf), test)
     task = TASKS[cfg.task]
     return stream_score(free_run(params, net, test.x, buf=buf), test, task.tol, cfg.test_units, task.periodic)
 
@@ -809,8 +811,8 @@ def train_many(cfg, seeds, test=None, on_eval=None, log=None):
     units = [w_min] * M
     B = 1 if cfg.task in GENERATION else cfg.batch
     buf = make_buffers(cfg.T if cfg.task == "msd" else w_max * unit_len(cfg), B, cfg.hidden, net, 1, cfg.dtype, M=M)
-    infer = None if cfg.task == "msd" else \
-        make_buffers(FREE_RUN_CHUNK, 1, cfg.hidden, net, 1, cfg.dtype, grad=False, M=M)   # the free runs'
+    infer = {} if cfg.task == "msd" else \
+        make_buffers(FREE_RUN_CHUNK, 1, cfg.hidden, net, 1, cfg.dtype, grad=False, M=M)   # the evaluations'
     scores = lambda p, data: evaluate(p, data, net, cfg, M, infer) if M > 1 else [evaluate(p, data, net, cfg, 1, infer)]
     history = [[] for _ in seeds]
     best = [{"key": None} for _ in seeds]
@@ -865,10 +867,12 @@ def train_many(cfg, seeds, test=None, on_eval=None, log=None):
                 frozen.append(m)
         if len(frozen) == M:
             break
-        keep = theta[frozen].copy()
-        g[frozen] = 0.0
+        if frozen:
+            keep = theta[frozen].copy()
+            g[frozen] = 0.0
         adam_step(theta, g, opt, lr_at(cfg, it))
-        theta[frozen] = keep                                 # a diverged model stays as it was
+        if frozen:
+            theta[frozen] = keep                             # a diverged model stays as it was
         seen += B
         for m in range(M):
             steps[m] += B * lengths[m]
@@ -965,9 +969,12 @@ def run_one(cfg, seed, log=None, on_eval=None):
 
 
 def code_version():
-    """The first 16 hex digits of the module's SHA-256: what a journal's runs were computed with."""
+    """The first 16 hex digits of the SHA-256 of the module's file as it is now on disk."""
     with open(os.path.abspath(__file__), "rb") as fh:
         return hashlib.sha256(fh.read()).hexdigest()[:16]
+
+
+CODE = code_version()  # the code this process runs: read once, at import, so a later edit of the file does not change it
 
 
 def grid_job(cfg, seeds):
@@ -976,7 +983,7 @@ def grid_job(cfg, seeds):
     ("diverged", message, code)."""
     t0 = time.perf_counter()
     trained = train_many(cfg, seeds)
-    wall, code, out = (time.perf_counter() - t0) / len(seeds), code_version(), []
+    wall, code, out = (time.perf_counter() - t0) / len(seeds), CODE, []
     for seed, tr in zip(seeds, trained):
         if isinstance(tr, str):
             out.append(("diverged", tr, code))
@@ -1148,7 +1155,7 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
     if out and out.endswith(".jsonl"):
         keys = sorted(job_key(cfg, seed) for cfg, seed in jobs)
         header = {"kind": "header", "grid": grid, "grid_hash": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16],
-                  "code": code_version(), "n_jobs": n, "started": time.strftime("%Y-%m-%d %H:%M:%S"), **versions()}
+                  "code": CODE, "n_jobs": n, "started": time.strftime("%Y-%m-%d %H:%M:%S"), **versions()}
         journal = Journal(out, header, resume, append)
         for k, (cfg, seed) in enumerate(jobs):
             results[k] = journal.done.get(job_key(cfg, seed))
@@ -1158,7 +1165,7 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
     todo = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if results[k] is None]
     batches = batch_jobs(todo, models)
     t0, n_done, n_todo = time.perf_counter(), n - len(todo), len(todo)
-    here = code_version()
+    here = CODE
     try:
         i = 0
         for ks, batch in execute(batches, min(workers, max(1, len(batches))), scheduler):
@@ -1192,15 +1199,19 @@ def run_many(cfgs_seeds, workers, log=print):
     return [res[1:4] for res in run_grid(cfgs_seeds, workers, log=log)]
 
 
-def setting_label(cfg):
-    """A short name of a job's task setting and network, for progress lines and report headings."""
+def task_label(cfg):
+    """The task and its setting in a few words: 'msd T=150 D=30-60', 'delays F=49 I=0,1', 'pfg f_cos F=10'."""
     if cfg.task == "msd":
-        s = f"msd T={cfg.T}"
-    elif cfg.task == "delays":
-        s = f"delays F={cfg.F} I={','.join(map(str, cfg.I))} w={cfg.window[0]}"
-    else:
-        s = f"{cfg.task}{' f_' + cfg.wave if cfg.task == 'pfg' else ''} F={cfg.F}"
-    return f"{s} {cfg.arch}/{cfg.init} H={cfg.hidden}"
+        return f"msd T={cfg.T} D={cfg.D_min}-{cfg.D_max}"
+    if cfg.task == "delays":
+        return f"delays F={cfg.F} I={','.join(map(str, cfg.I))}"
+    return f"{cfg.task}{' f_' + cfg.wave if cfg.task == 'pfg' else ''} F={cfg.F}"
+
+
+def setting_label(cfg):
+    """A job's task setting, training window and network, for progress lines and report rows."""
+    w = f" w={'-'.join(map(str, dict.fromkeys(cfg.window)))}" if cfg.window else ""
+    return f"{task_label(cfg)}{w} {cfg.arch}/{cfg.init} H={cfg.hidden}"
 
 
 def expand_setting(setting, where):
@@ -1598,10 +1609,7 @@ def setting_of(config):
     names = {f.name for f in fields(Config)}
     c = {k: v for k, v in config.items() if k in names and k not in ("peep", "forget", "forget_bias")}
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names})
-    label = setting_label(cfg)
-    if cfg.task in GENERATION:
-        label += f" w={'-'.join(map(str, dict.fromkeys(cfg.window)))}"
-    return json.dumps(c, sort_keys=True), label, cfg
+    return json.dumps(c, sort_keys=True), setting_label(cfg), cfg
 
 
 def entries_of(res, path):
@@ -1636,7 +1644,8 @@ def grid_report(entries):
         key, label, cfg = setting_of(config)
         groups.setdefault(key, (label, cfg, {}))[2].setdefault(r["variant"], {})[r["seed"]] = r
     rows = ["| setting | cell | runs | successes, best (95% CI) | successes, final | median run, best | "
-            "median run, final | median \\|period − F\\|, best |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+            "median run, final | median \\|period − F\\|, best | training steps, median |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     msd = ["| setting | cell | runs | exact solve, mean ± std | within one, mean | best checkpoint exact, mean |",
            "|---|---|---:|---:|---:|---:|"]
     cmp_rows = ["| setting | peephole vs | paired seeds | successes, best: peephole / other | Fisher p | McNemar p "
@@ -1656,8 +1665,10 @@ def grid_report(entries):
             lo, hi = wilson_interval(kb, len(rs))
             med = lambda c: f"{np.median([r[c]['run_units'] for r in rs]):g}" if rs else "-"
             per = [abs(r["best"]["period"] - cfg.F) for r in rs if r["best"].get("period") is not None]
+            steps = f"{np.median([r.get('steps', 0) for r in rs]) / 1e6:.2f} M" if rs else "-"
             rows.append(f"| {label} | {cell} | {n} | {kb} / {len(rs)} [{lo:.2f}, {hi:.2f}] | {kf} / {len(rs)} "
-                        f"| {med('best')} | {med('final')} | {f'{np.median(per):.4f}' if per else '-'} |")
+                        f"| {med('best')} | {med('final')} | {f'{np.median(per):.4f}' if per else '-'} "
+                        f"| {steps} |")
         if cfg.task == "msd" or "peephole" not in cells:
             continue
         for cell, by_seed in cells.items():
@@ -1884,12 +1895,7 @@ def versions():
 
 def describe(cfg):
     """One line: the task and recipe."""
-    if cfg.task == "msd":
-        task = f"msd (the seed's): T={cfg.T} D in [{cfg.D_min}, {cfg.D_max}]"
-    elif cfg.task == "delays":
-        task = f"delays (paper's MSD): F={cfg.F} I in {{{','.join(map(str, cfg.I))}}}"
-    else:
-        task = f"{cfg.task}: " + (f"f_{cfg.wave} " if cfg.task == "pfg" else "") + f"F={cfg.F}"
+    task = task_label(cfg) + {"msd": " (the seed's)", "delays": " (the paper's MSD)"}.get(cfg.task, "")
     if cfg.window:
         task += f" window {cfg.window[0]}" + (f"-{cfg.window[1]} (self-paced)" if cfg.window[1] > cfg.window[0] else "")
     net = net_of(cfg)

@@ -106,7 +106,7 @@ def test_wilson_interval_known_values():
 
 def stream_run(seed, variant, best_units, final_units, need=1000, period=10.0):
     m = lambda u: {"run_units": u, "run_steps": 10 * u, "success": u >= need, "rmse": 0.1, "period": period}
-    return {"seed": seed, "variant": variant, "task": "gts", "final": m(final_units),
+    return {"seed": seed, "variant": variant, "task": "gts", "final": m(final_units), "steps": 250_000 * (seed + 1),
             "best": {"iter": 100, **m(best_units)}}
 
 
@@ -121,10 +121,10 @@ def test_stream_report_on_a_hand_made_file(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [ln.split(" | ") for ln in r.stdout.splitlines() if ln.startswith("| gts")]
     lo, hi = tcs.wilson_interval(2, 3)
-    assert rows[0] == ["| gts F=10 paper/seed H=1 w=2-200", "peephole", "3", f"2 / 3 [{lo:.2f}, {hi:.2f}]", "1 / 3",
-                       "1000", "40", "0.0200 |"]
+    assert rows[0] == ["| gts F=10 w=2-200 paper/seed H=1", "peephole", "3", f"2 / 3 [{lo:.2f}, {hi:.2f}]", "1 / 3",
+                       "1000", "40", "0.0200", "0.50 M |"]
     lo1, hi1 = tcs.wilson_interval(1, 3)
-    assert rows[1][1:] == ["vanilla", "3", f"1 / 3 [{lo1:.2f}, {hi1:.2f}]", "0 / 3", "3", "0", "0.0000 |"]
+    assert rows[1][1:] == ["vanilla", "3", f"1 / 3 [{lo1:.2f}, {hi1:.2f}]", "0 / 3", "3", "0", "0.0000", "0.50 M |"]
     # peephole vs vanilla on 3 paired seeds: successes 2 vs 1; discordant pairs: seed 0 (peephole only)
     assert rows[2][1:] == ["vanilla", "3", "2 / 1", f"{tcs.fisher_exact(2, 1, 1, 2):.2g}",
                            f"{tcs.mcnemar_exact(1, 0):.2g}", f"{tcs.wilcoxon_signed_rank([997, 0, 3])[3]:.2g} |"]
