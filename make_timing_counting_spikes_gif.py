@@ -101,13 +101,15 @@ def main(argv=None):
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     problem = tcs.check_recipe(a)
-    if not problem and a.snapshot_every % a.eval_every:
-        problem = f"--snapshot-every ({a.snapshot_every}) must be a multiple of --eval-every ({a.eval_every})"
+    if not problem and a.task not in (None, "msd"):
+        problem = "the GIF shows the seed's MSD: drop --task"
+    cfg = None if problem else tcs.config_from_args(a, True)
+    if not problem and a.snapshot_every % cfg.eval_every:
+        problem = f"--snapshot-every ({a.snapshot_every}) must be a multiple of --eval-every ({cfg.eval_every})"
     if not problem and not 0.5 <= a.fps <= 50:
         problem = f"--fps must be in [0.5, 50] (got {a.fps})"
     if problem:
         ap.error(problem)
-    cfg = tcs.config_from_args(a, True)
     test = tcs.test_set(cfg)
     _, k = pick_sequences(test)
     try:

@@ -326,6 +326,8 @@ def main(argv=None):
     ap.add_argument("--outdir", default="viz")
     a = ap.parse_args(argv)
     problem = tcs.check_recipe(a)
+    if not problem and a.task not in (None, "msd"):
+        problem = "these figures show the seed's MSD: drop --task"
     if problem:
         ap.error(problem)
     try:

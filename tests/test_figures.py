@@ -125,3 +125,13 @@ def test_visualize_rejects_mismatched_models(saved_models, tmp_path):
     r = run("visualize_timing_counting_spikes.py", "--peep-model", saved_models["peephole"], "--outdir", str(tmp_path))
     assert r.returncode == 2 and "go together" in r.stderr
     assert not os.listdir(tmp_path)
+
+
+def test_figure_scripts_take_the_recipe_defaults_and_only_the_seeds_msd(tmp_path):
+    r = run("make_timing_counting_spikes_gif.py", "--snapshot-every", "150", "--out", str(tmp_path / "x.gif"))
+    assert r.returncode == 2 and "multiple of --eval-every (100)" in r.stderr   # the headline's default, 100
+    for script in ("make_timing_counting_spikes_gif.py", "visualize_timing_counting_spikes.py"):
+        r = run(script, "--task", "gts", *(["--out", str(tmp_path / "x.gif")] if "gif" in script else
+                                           ["--outdir", str(tmp_path)]))
+        assert r.returncode == 2 and "seed's MSD" in r.stderr and r.stderr.count("\n") == 1
+    assert not os.listdir(tmp_path)
