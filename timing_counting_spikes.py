@@ -65,7 +65,7 @@ PARAM_NAMES = ("Wx", "Wh", "b", "p_i", "p_f", "p_o", "Wy", "by")
 PEEPHOLES = ("p_i", "p_f", "p_o")
 
 # Each random stream has its own generator, derived from one seed and a stream number.
-STREAM_INIT, STREAM_TRAIN, STREAM_TEST = 0, 1, 2
+STREAM_INIT, STREAM_TRAIN, STREAM_TEST, STREAM_PERTURB = 0, 1, 2, 3
 
 
 def rng_for(stream, seed):
@@ -291,6 +291,8 @@ class Config:
     n_test: int = None
     test_seed: int = None
     eval_every: int = None
+    peep_scale: float = 0.1    # the peepholes' initial scale; 0 starts them at zero
+    init_noise: float = 0.0    # N(0, init_noise²) added to every initial weight, from its own stream
     peep: bool = True
     forget: bool = True
     dtype: str = "float64"
@@ -333,11 +335,13 @@ def cell_name(peep, forget=True):
             (True, False): "peephole-nf"}[peep, forget]
 
 
-def init_params(rng, H, peep=True, n_in=1, forget_bias=1.0, dtype="float64", forget=True, init="seed"):
+def init_params(rng, H, peep=True, n_in=1, forget_bias=1.0, dtype="float64", forget=True, init="seed",
+                peep_scale=0.1):
     """seed: Wx ~ N(0,1)*0.5, Wh ~ N(0,1)*0.5/sqrt(H), Wy ~ N(0,1)/sqrt(H), biases 0 but the forget gate's,
-    p_* ~ N(0,1)*0.1. paper: everything uniform in [-0.1, 0.1], then gate biases input 0, forget forget_bias,
-    output +2. Peepholes are drawn last and a cell without a forget gate drops the f block of the same draw: at
-    one seed every cell shares every weight it has with the others."""
+    p_* ~ N(0,1)*peep_scale. paper: everything uniform in [-0.1, 0.1] (peepholes in [-peep_scale, peep_scale]),
+    then gate biases input 0, forget forget_bias, output +2. Peepholes are drawn last (also when peep_scale is 0)
+    and a cell without a forget gate drops the f block of the same draw: at one seed every cell shares every
+    weight it has with the others."""
     if init == "seed":
         p = {"Wx": rng.standard_normal((n_in, 4 * H)) * 0.5,
              "Wh": rng.standard_normal((H, 4 * H)) * 0.5 / math.sqrt(H),
@@ -346,7 +350,7 @@ def init_params(rng, H, peep=True, n_in=1, forget_bias=1.0, dtype="float64", for
              "by": np.zeros(1)}
         if forget:
             p["b"][H:2 * H] = forget_bias
-        draw = lambda: rng.standard_normal(H) * 0.1
+        draw = lambda: rng.standard_normal(H) * peep_scale
     else:
         u = lambda *shape: rng.uniform(-0.1, 0.1, shape)
         p = {"Wx": u(n_in, 4 * H), "Wh": u(H, 4 * H), "b": u(4 * H), "Wy": u(H), "by": u(1)}
@@ -354,7 +358,7 @@ def init_params(rng, H, peep=True, n_in=1, forget_bias=1.0, dtype="float64", for
         p["b"][3 * H:] = 2.0
         if forget:
             p["b"][H:2 * H] = forget_bias
-        draw = lambda: u(H)
+        draw = lambda: u(H) * (peep_scale / 0.1)
     if peep:
         for k in PEEPHOLES:
             p[k] = draw()
@@ -803,7 +807,9 @@ def train_many(cfg, seeds, test=None, on_eval=None, log=None):
     task, net, M = TASKS[cfg.task], net_of(cfg), len(seeds)
     test = test_set(cfg) if test is None else test
     theta, params = flatten([init_params(rng_for(STREAM_INIT, s), cfg.hidden, cfg.peep, 1, cfg.forget_bias,
-                                         cfg.dtype, cfg.forget, cfg.init) for s in seeds])
+                                         cfg.dtype, cfg.forget, cfg.init, cfg.peep_scale) for s in seeds])
+    if cfg.init_noise:                                       # the same init, perturbed: a basin or the schedule?
+        theta += np.stack([rng_for(STREAM_PERTURB, s).standard_normal(theta.shape[1]) for s in seeds]) * cfg.init_noise
     model = (lambda m: params) if M == 1 else (lambda m: {k: v[m] for k, v in params.items()})
     data = [rng_for(STREAM_TRAIN, s) for s in seeds]
     opt = adam_init(theta)
@@ -1536,11 +1542,25 @@ def load_sweep(path):
     return dict(sorted(pairs.items())), sweep.get("config", {})
 
 
+# A steadier number than the last checkpoint: the mean over the last LAST_K evaluations. With the headline recipe
+# (an evaluation every 100 iterations, the learning rate halved at 1500) these are iterations 2100-3000: the last
+# third of training, all at the final learning rate, where one model's exact solve rate still swings by up to 0.6.
+LAST_K = 10
+
+
+def last_k_mean(run, metric, k=LAST_K):
+    """The mean of metric over a run's last k evaluations; None without a history that long."""
+    h = run.get("history") or []
+    return float(np.mean([r[metric] for r in h[-k:]])) if len(h) >= k else None
+
+
 def report(pairs, headline_seed=4):
-    """The README's Markdown tables from load_sweep()'s pairs."""
+    """The README's Markdown tables from load_sweep()'s pairs (with histories: also the last-LAST_K means)."""
     seeds = list(pairs)
     V = ("peephole", "vanilla")
     get = lambda v, m: np.array([pairs[s][v]["final"][m] for s in seeds])
+    steady = all(last_k_mean(pairs[s][v], "solved") is not None for s in seeds for v in V)
+    last = lambda v, m: np.array([last_k_mean(pairs[s][v], m) for s in seeds])
     out = []
     hs = headline_seed if headline_seed in pairs else seeds[0]
     out += [f"Headline, seed {hs}:", "",
@@ -1550,21 +1570,27 @@ def report(pairs, headline_seed=4):
         r = pairs[hs][v]
         out.append(f"| {v} | {r['final']['mse']:.5f} | {r['final']['solved']:.3f} | {r['final']['within1']:.3f} "
                    f"| {r.get('seen', 0):,} | {r.get('wall_time', float('nan')):.1f} |")
-    out += ["", f"Per seed ({len(seeds)} seeds):", "",
-            "| seed | peephole MSE | peephole exact | peephole ±1 | vanilla MSE | vanilla exact | vanilla ±1 |",
-            "|---:|---:|---:|---:|---:|---:|---:|"]
+    k = f"last {LAST_K}"
+    out += ["", f"Per seed ({len(seeds)} seeds" + (f"; exact, {k}: the mean over the last {LAST_K} evaluations"
+                                                     if steady else "") + "):", "",
+            "| seed | peephole MSE | peephole exact | peephole ±1 | vanilla MSE | vanilla exact | vanilla ±1 |"
+            + (f" peephole exact, {k} | vanilla exact, {k} |" if steady else ""),
+            "|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if steady else "")]
     for s in seeds:
         p, q = pairs[s]["peephole"]["final"], pairs[s]["vanilla"]["final"]
         out.append(f"| {s} | {p['mse']:.5f} | {p['solved']:.3f} | {p['within1']:.3f} "
-                   f"| {q['mse']:.5f} | {q['solved']:.3f} | {q['within1']:.3f} |")
+                   f"| {q['mse']:.5f} | {q['solved']:.3f} | {q['within1']:.3f} |"
+                   + (f" {last_k_mean(pairs[s]['peephole'], 'solved'):.3f} "
+                      f"| {last_k_mean(pairs[s]['vanilla'], 'solved'):.3f} |" if steady else ""))
     out += ["", "Summary over seeds (exact solve rate; MSE):", "",
             "| variant | exact mean ± std | exact median | exact min | seeds ≥ 0.95 | seeds ≤ 0.6 "
             "| MSE mean ± std | MSE median |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     parts = [("", slice(None))] + ([(", first 7 seeds", slice(0, 7))] if len(seeds) > 7 else [])  # a small sweep
-    for label, part in parts:
+    parts = [(label, part, get) for label, part in parts] + ([(f", mean of the {k}", slice(None), last)] if steady else [])
+    for label, part, src in parts:
         for v in V:
-            e, m = get(v, "solved")[part], get(v, "mse")[part]
+            e, m = src(v, "solved")[part], src(v, "mse")[part]
             out.append(f"| {v}{label} | {e.mean():.3f} ± {e.std(ddof=1) if e.size > 1 else 0:.3f} "
                        f"| {np.median(e):.3f} | {e.min():.3f} | {int((e >= 0.95).sum())} / {e.size} "
                        f"| {int((e <= 0.6).sum())} / {e.size} "
@@ -1573,9 +1599,10 @@ def report(pairs, headline_seed=4):
             "seed 0; Wilcoxon signed-rank, two-sided):", "",
             "| metric | peephole better | ties | peephole worse | mean difference | 95% CI | Wilcoxon p |",
             "|---|---:|---:|---:|---:|---:|---:|"]
-    for m, name, sign in (("solved", "exact solve rate", 1), ("within1", "within-one rate", 1),
-                          ("mse", "test MSE", -1)):
-        d = get("peephole", m) - get("vanilla", m)
+    rows = [("solved", "exact solve rate", 1, get), ("within1", "within-one rate", 1, get), ("mse", "test MSE", -1, get)]
+    rows += [("solved", f"exact solve rate, mean of the {k}", 1, last)] if steady else []
+    for m, name, sign, src in rows:
+        d = src("peephole", m) - src("vanilla", m)
         lo, hi = bootstrap_mean_ci(d)
         p = wilcoxon_signed_rank(d)[3]
         fmt = ".5f" if m == "mse" else ".3f"
@@ -1648,6 +1675,8 @@ def grid_report(entries):
             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     msd = ["| setting | cell | runs | exact solve, mean ± std | within one, mean | best checkpoint exact, mean |",
            "|---|---|---:|---:|---:|---:|"]
+    msd_cmp = ["| setting | peephole vs | metric | paired seeds | peephole better / worse | mean difference [95% CI] "
+               "| Wilcoxon p |", "|---|---|---|---:|---:|---:|---:|"]
     cmp_rows = ["| setting | peephole vs | paired seeds | successes, best: peephole / other | Fisher p | McNemar p "
                 "| Wilcoxon p (best run) |", "|---|---|---:|---:|---:|---:|---:|"]
     for label, cfg, cells in groups.values():
@@ -1669,7 +1698,7 @@ def grid_report(entries):
             rows.append(f"| {label} | {cell} | {n} | {kb} / {len(rs)} [{lo:.2f}, {hi:.2f}] | {kf} / {len(rs)} "
                         f"| {med('best')} | {med('final')} | {f'{np.median(per):.4f}' if per else '-'} "
                         f"| {steps} |")
-        if cfg.task == "msd" or "peephole" not in cells:
+        if "peephole" not in cells:
             continue
         for cell, by_seed in cells.items():
             if cell == "peephole":
@@ -1677,6 +1706,14 @@ def grid_report(entries):
             seeds = [s for s in by_seed if s in cells["peephole"] and "diverged" not in by_seed[s]
                      and "diverged" not in cells["peephole"][s]]
             if not seeds:
+                continue
+            if cfg.task == "msd":
+                for metric, name in (("solved", "exact solve"), ("within1", "within one")):
+                    d = np.array([cells["peephole"][s]["final"][metric] - by_seed[s]["final"][metric] for s in seeds])
+                    lo, hi = bootstrap_mean_ci(d)
+                    msd_cmp.append(f"| {label} | {cell} | {name} | {len(seeds)} | {int((d > 0).sum())} / "
+                                   f"{int((d < 0).sum())} | {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] "
+                                   f"| {wilcoxon_signed_rank(d)[3]:.2g} |")
                 continue
             P = np.array([cells["peephole"][s]["best"]["success"] for s in seeds])
             O = np.array([by_seed[s]["best"]["success"] for s in seeds])
@@ -1689,6 +1726,10 @@ def grid_report(entries):
     out = []
     if len(msd) > 2:
         out += ["The seed's MSD (final checkpoint unless said):", "", *msd, ""]
+    if len(msd_cmp) > 2:
+        out += ["Peephole against each other cell on the seed's MSD, final checkpoints paired by seed (95% bootstrap "
+                "CI of the mean difference, 10,000 resamples, seed 0; Wilcoxon signed-rank, two-sided):", "",
+                *msd_cmp, ""]
     if len(rows) > 2:
         out += ["Stream tasks (free run from the zero state; success: the first test_units units error-free):", "",
                 *rows, ""]
@@ -1771,6 +1812,10 @@ def recipe_parser(description):
     model.add_argument("--hidden", type=positive_int, help="cells H (seed arch 8, paper arch 1)")
     model.add_argument("--no-forget", dest="forget", action="store_false", help="the 1997 cell: no forget gate")
     model.add_argument("--forget-bias", type=finite_float, help="(seed init 1.0, paper init -2.0)")
+    model.add_argument("--init-noise", type=finite_float, default=0.0, help="add N(0, S^2) to every initial weight "
+                       "(its own random stream): the same init, perturbed (default 0)")
+    model.add_argument("--peep-scale", type=finite_float, default=0.1, help="peepholes at init: N(0,1) x S (seed "
+                       "init) or uniform in [-S, S] (paper init); 0 starts them at zero (default 0.1)")
     model.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     tr = ap.add_argument_group("training")
     tr.add_argument("--batch", type=positive_int, help="sequences or streams per step (msd 32, delays 16, gts/pfg 1)")
@@ -1840,6 +1885,10 @@ def check_recipe(a):
     problems = check_task(cfg.T, cfg.D_min, cfg.D_max) if task == "msd" else []
     if task == "pfg" and cfg.F < 2:
         problems.append(f"--period must be >= 2 for pfg (got {cfg.F})")
+    if cfg.peep_scale < 0:
+        problems.append(f"--peep-scale must be >= 0 (got {cfg.peep_scale})")
+    if cfg.init_noise < 0:
+        problems.append(f"--init-noise must be >= 0 (got {cfg.init_noise})")
     if cfg.lr <= 0:
         problems.append(f"--lr must be > 0 (got {cfg.lr})")
     if cfg.clip <= 0:

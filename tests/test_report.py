@@ -142,3 +142,17 @@ def test_fisher_and_mcnemar_known_values():
     assert tcs.fisher_exact(5, 5, 5, 5) == 1.0
     assert tcs.mcnemar_exact(0, 6) == pytest.approx(2 / 64) and tcs.mcnemar_exact(3, 3) == 1.0
     assert tcs.mcnemar_exact(0, 0) == 1.0
+
+
+def test_last_k_mean_and_the_steady_rows(tmp_path):
+    h = [{"solved": v, "mse": 0.1} for v in [0.0] * 5 + [0.5] * 5 + [1.0] * 5]
+    assert tcs.last_k_mean({"history": h}, "solved", 10) == 0.75 and tcs.last_k_mean({"history": h[:9]}, "solved") is None
+    runs = [{"seed": s, "variant": v, "final": {"mse": 0.01, "solved": 0.5, "within1": 0.9},
+             "history": [{"solved": 0.2 * (v == "peephole") + 0.05 * s, "mse": 0.01}] * tcs.LAST_K}
+            for s in range(6) for v in ("peephole", "vanilla")]
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"config": {}, "runs": runs}))
+    r = cli("--report", str(f))
+    assert r.returncode == 0, r.stderr
+    row = next(ln for ln in r.stdout.splitlines() if ln.startswith("| exact solve rate, mean of the last 10"))
+    assert row.split(" | ")[1:4] == ["6", "0", "0"] and "+0.200" in row
