@@ -8,6 +8,7 @@ README's captions quote, computed here from the models.
 Without saved models the recipe flags (defaults: the headline recipe) say what to train; with them, the task and
 held-out set are the ones the models were trained and scored on (their saved config).
 """
+import json
 import os
 import sys
 
@@ -84,6 +85,26 @@ def timer_scores(c, test):
         denom = np.sqrt((tt ** 2).sum() * (cc ** 2).sum(axis=0))
         scores += np.abs(tt @ cc) / np.where(denom > 0, denom, np.inf)
     return scores / N
+
+
+TIMER_STEPS, TIMER_SEQS = 0.9, 0.9
+
+
+def timer_cells(c, t2, tt):
+    """Which cells carry an interval timer. c: (T, H, N) cell states on N held-out sequences; t2, tt: (N,) the
+    second input spike and the target step. A cell is a timer when, on at least TIMER_SEQS of the sequences, its
+    c_t moves in one direction (the same direction on every such sequence) on at least TIMER_STEPS of the steps from
+    t2 to the target: a ramp that runs through the whole reproduce phase. Returns (is_timer (H,) bool, share (H,):
+    the fraction of sequences on which the cell ramps in its majority direction)."""
+    T, H, N = c.shape
+    up = np.zeros((H, N))
+    down = np.zeros((H, N))
+    for n in range(N):
+        dc = np.diff(c[t2[n]:tt[n] + 1, :, n], axis=0)            # the steps t2 -> t2+1 ... target-1 -> target
+        up[:, n] = (dc > 0).mean(axis=0) >= TIMER_STEPS
+        down[:, n] = (dc < 0).mean(axis=0) >= TIMER_STEPS
+    share = np.maximum(up.mean(axis=1), down.mean(axis=1))
+    return share >= TIMER_SEQS, share
 
 
 def curve_facts(history, iters):
@@ -318,13 +339,103 @@ def save(fig, path):
     plt.close(fig)
 
 
+def journal_models(path):
+    """{(cell, seed): (params, run)} of a grid journal's finished runs."""
+    _, records, _ = tcs.read_journal(path)
+    return {(r["cell"], r["seed"]): ({k: np.array(v) for k, v in r["params"].items()}, r["run"])
+            for r in records if r["kind"] == "run"}
+
+
+def msd_questions(sweep_journal, tscale_journal, outdir):
+    """The timer census of a 30-seed sweep's models (results/timers.json, viz/timer_cells.png) and the solve rate
+    against T (viz/tscale.png); their numbers go into viz/facts.json under "timers" and "tscale"."""
+    models = journal_models(sweep_journal)
+    cfg = tcs.Config()
+    test = tcs.test_set(cfg)
+    rows, examples = [], {}
+    for (cell, seed), (params, run) in sorted(models.items()):
+        c = np.concatenate([internals(params, test.x[:, s:s + 128])["c"] for s in range(0, test.x.shape[1], 128)],
+                           axis=2)
+        timer, share = timer_cells(c, test.t2, test.t_target)
+        rows.append({"cell": cell, "seed": seed, "timers": [int(k) for k in np.flatnonzero(timer)],
+                     "share": [round(float(x), 3) for x in share], "solved": run["final"]["solved"]})
+        if timer.any() and len(examples.get(cell, [])) < 2:
+            examples.setdefault(cell, []).append((seed, int(np.argmax(np.where(timer, share, -1))), c))
+    summary = {}
+    for cell in ("peephole", "vanilla"):
+        rs = [r for r in rows if r["cell"] == cell]
+        with_t = [r["solved"] for r in rs if r["timers"]]
+        without = [r["solved"] for r in rs if not r["timers"]]
+        summary[cell] = {"models": len(rs), "models_with_a_timer": len(with_t),
+                         "timer_cells": sum(len(r["timers"]) for r in rs), "cells": 8 * len(rs),
+                         "solved_mean_with_timer": round(float(np.mean(with_t)), 3) if with_t else None,
+                         "solved_mean_without": round(float(np.mean(without)), 3) if without else None}
+    tcs.write_json(os.path.join("results", "timers.json"), {"rule": {"steps": TIMER_STEPS, "sequences": TIMER_SEQS},
+                                                            "models": rows, "summary": summary})
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2), sharey=False)
+    shown = np.argsort(test.t2 - test.t1)[::64]                      # eight held-out sequences, D spread out
+    cmap = plt.get_cmap("viridis")
+    D_all = test.t2 - test.t1
+    norm = matplotlib.colors.Normalize(D_all.min(), D_all.max())
+    panels = [(cell, e) for cell in ("peephole", "vanilla") for e in examples.get(cell, [])][:4]
+    for ax, (cell, (seed, k, c)) in zip(axes, panels):
+        for n in shown:
+            span = np.arange(test.t2[n], test.t_target[n] + 1)
+            ax.plot(span - test.t2[n], c[span, k, n], color=cmap(norm(D_all[n])), lw=1.2)
+        ax.set_title(f"{cell}, seed {seed}, cell {k}", fontsize=9)
+        ax.set_xlabel("steps since t2 (to the target)", fontsize=8)
+    axes[0].set_ylabel("cell state c_t", fontsize=8.5)
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="gap D", fraction=0.02)
+    save(fig, os.path.join(outdir, "timer_cells.png"))
+    facts_path = os.path.join(outdir, "facts.json")
+    facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
+    facts["timers"] = {"summary": summary, "shown": [[cell, seed, k] for cell, (seed, k, _) in panels]}
+    if tscale_journal and os.path.exists(tscale_journal):
+        res = tcs.read_results(tscale_journal)
+        by = {}
+        for config, r in tcs.entries_of(res, tscale_journal):
+            if "diverged" not in r:
+                by.setdefault((r["variant"], config["T"]), []).append(r["final"]["solved"])
+        Ts = sorted({T for _, T in by})
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        colors = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green"}
+        tscale = {}
+        for j, (cell, col) in enumerate(colors.items()):
+            pts = [(T, by[cell, T]) for T in Ts if (cell, T) in by]
+            if not pts:
+                continue
+            for T, v in pts:
+                ax.plot(np.full(len(v), T) * (1 + 0.03 * (j - 1)), v, ".", color=col, alpha=0.35, ms=5)
+            ax.plot([T for T, _ in pts], [np.mean(v) for _, v in pts], "o-", color=col, label=f"{cell} (mean)")
+            tscale[cell] = {str(T): {"n": len(v), "mean": round(float(np.mean(v)), 3)} for T, v in pts}
+        ax.set_xscale("log")
+        ax.set_xticks(Ts, [str(T) for T in Ts])
+        ax.set_xlabel("sequence length T (gap D in [T/5, 2T/5])", fontsize=9)
+        ax.set_ylabel("exact solve rate, final", fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8, frameon=False, loc="lower left")
+        save(fig, os.path.join(outdir, "tscale.png"))
+        facts["tscale"] = tscale
+    tcs.write_json(facts_path, facts)
+    print(f"wrote results/timers.json, {outdir}/timer_cells.png" + (", tscale.png" if "tscale" in facts else "")
+          + f" and facts: {summary}")
+
+
 def main(argv=None):
     ap = tcs.recipe_parser(__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=4, help="seed of the models trained here (default 4)")
     ap.add_argument("--peep-model", help="a peephole model saved by timing_counting_spikes.py --save-model")
     ap.add_argument("--vanilla-model", help="the vanilla model of the same recipe")
     ap.add_argument("--outdir", default="viz")
+    ap.add_argument("--questions", metavar="SWEEP_JSONL", help="instead: the timer census of a --seeds 0-29 --both "
+                    "journal and, with --tscale, the solve rate against T")
+    ap.add_argument("--tscale", metavar="TSCALE_JSONL", help="the T-scale grid journal, with --questions")
     a = ap.parse_args(argv)
+    if a.questions:
+        msd_questions(a.questions, a.tscale, a.outdir)
+        return 0
     problem = tcs.check_recipe(a)
     if not problem and a.task not in (None, "msd"):
         problem = "these figures show the seed's MSD: drop --task"

@@ -135,3 +135,20 @@ def test_figure_scripts_take_the_recipe_defaults_and_only_the_seeds_msd(tmp_path
                                            ["--outdir", str(tmp_path)]))
         assert r.returncode == 2 and "seed's MSD" in r.stderr and r.stderr.count("\n") == 1
     assert not os.listdir(tmp_path)
+
+
+def test_timer_measure_on_hand_made_traces():
+    from visualize_timing_counting_spikes import timer_cells
+    rng = np.random.default_rng(0)
+    T, N = 60, 40
+    t2 = rng.integers(5, 20, N)
+    tt = t2 + rng.integers(10, 30, N)
+    c = np.zeros((T, 3, N))
+    t = np.arange(T)
+    for n in range(N):
+        ramp = np.clip(t - t2[n], 0, None) * 0.05
+        c[:, 0, n] = ramp                                    # a clean ramp from t2: a timer
+        c[:, 1, n] = rng.standard_normal(T)                  # noise: not a timer
+        c[:, 2, n] = -ramp + (rng.random(T) < 0.3) * 0.2     # a ramp broken on ~30% of its steps: not a timer
+    timer, share = timer_cells(c, t2, tt)
+    assert timer.tolist() == [True, False, False] and share[0] == 1.0 and share[1] < 0.2
