@@ -16,7 +16,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import numpy as np  # noqa: E402
 
 import timing_counting_spikes as tcs  # noqa: E402
 
@@ -62,9 +61,7 @@ def main():
     old = json.load(open(path)) if os.path.exists(path) else {}
     keep = [r for r in old.get("rows", []) if r["what"].startswith("30-seed")] if not a.sweep else []
     tcs.write_json(path, {"rows": keep + rows, "artifacts_wall_s": round(artifacts, 2),
-                          "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                                      "numpy": np.__version__, "processor": platform.processor() or
-                                      platform.machine()},
+                          "machine": {**tcs.versions(), "processor": platform.processor() or platform.machine()},
                           "date": time.strftime("%Y-%m-%d")})
     print(f"wrote {os.path.relpath(path, ROOT)}")
 
