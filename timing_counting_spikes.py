@@ -1215,9 +1215,14 @@ def task_label(cfg):
 
 
 def setting_label(cfg):
-    """A job's task setting, training window and network, for progress lines and report rows."""
+    """A job's task setting, training window and network, and any recipe value off its default, for progress lines
+    and report rows."""
     w = f" w={'-'.join(map(str, dict.fromkeys(cfg.window)))}" if cfg.window else ""
-    return f"{task_label(cfg)}{w} {cfg.arch}/{cfg.init} H={cfg.hidden}"
+    default = Config(task=cfg.task, arch=cfg.arch, init=cfg.init, forget=cfg.forget)
+    off = "".join(f" {k}={getattr(cfg, k)}" for k in ("batch", "iters", "lr", "lr_decay_factor", "lr_decay_every",
+                                                        "clip", "peep_scale", "init_noise")
+                  if getattr(cfg, k) != getattr(default, k))
+    return f"{task_label(cfg)}{w} {cfg.arch}/{cfg.init} H={cfg.hidden}{off}"
 
 
 def expand_setting(setting, where):

@@ -39,7 +39,7 @@ def test_grid_file_expands_and_matches_single_runs(tmp_path):
     run, params, _ = tcs.run_one(jobs[-1][0], 2)            # the same job trained here, alone
     assert rec["run"]["final"] == run["final"]
     assert all(np.array_equal(np.array(rec["params"][k]), params[k]) for k in params)
-    assert "| msd T=40 D=5-15 seed/seed H=6 | vanilla | 3 |" in r.stdout
+    assert "| msd T=40 D=5-15 seed/seed H=6 iters=150 | vanilla | 3 |" in r.stdout
 
 
 @pytest.mark.parametrize("grid,fragment", [
@@ -167,7 +167,7 @@ def test_a_diverged_run_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
     assert [r["kind"] for r in res] == ["run", "diverged", "run", "run"]
     assert "non-finite gradient at iteration 1" in res[1]["message"]
     r = cli("--report", journal)
-    assert r.returncode == 0 and "| msd T=40 D=5-15 seed/seed H=4 | vanilla | 0 (+1 diverged) |" in r.stdout
+    assert r.returncode == 0 and "| msd T=40 D=5-15 seed/seed H=4 iters=150 | vanilla | 0 (+1 diverged) |" in r.stdout
 
 
 def test_dask_cluster_gives_the_local_pool_bits(tmp_path):
