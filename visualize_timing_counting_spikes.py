@@ -346,6 +346,37 @@ def journal_models(path):
             for r in records if r["kind"] == "run"}
 
 
+def failing_table(sweep_json, failing_journal):
+    """The seeds on which either cell of the 30-seed sweep ends below 0.6 exact solve, against their reruns with the
+    decay off, twice the budget, and a perturbed init: Markdown, and the numbers for facts.json."""
+    base = {(r["variant"], r["seed"]): r for r in tcs.read_results(sweep_json)["runs"]}
+    reruns = {}
+    for config, r in tcs.entries_of(tcs.read_results(failing_journal), failing_journal):
+        kind = ("decay off" if config["lr_decay_factor"] == 1 else "init perturbed" if config["init_noise"] else
+                "twice the budget")
+        reruns[r["variant"], r["seed"], kind] = r
+    kinds = ("decay off", "twice the budget", "init perturbed")
+    rows = ["| seed | cell | sweep: exact (last 10) | " + " | ".join(f"{k}: exact (last 10)" for k in kinds)
+            + " | recovered by |", "|---:|---|---:|" + "---:|" * len(kinds) + "---|"]
+    facts = []
+    cell_of = lambda r: f"{r['final']['solved']:.3f} ({tcs.last_k_mean(r, 'solved'):.3f})"
+    for seed in sorted({s for (_, s, _) in reruns}):
+        for cell in ("peephole", "vanilla"):
+            if (cell, seed, kinds[0]) not in reruns:
+                continue
+            b = base[cell, seed]
+            got = [reruns.get((cell, seed, k)) for k in kinds]
+            rec = [k for k, r in zip(kinds, got) if r and b["final"]["solved"] < 0.6 and tcs.last_k_mean(r, "solved") >= 0.9]
+            failing = b["final"]["solved"] < 0.6
+            rows.append(f"| {seed} | {cell}{' (failed)' if failing else ''} | {cell_of(b)} | "
+                        + " | ".join(cell_of(r) if r else "-" for r in got)
+                        + f" | {', '.join(rec) if rec else ('none' if failing else '')} |")
+            facts.append({"seed": seed, "cell": cell, "failed": failing, "sweep": b["final"]["solved"],
+                          **{k: (r["final"]["solved"] if r else None) for k, r in zip(kinds, got)},
+                          "recovered_by": rec})
+    return "\n".join(rows), facts
+
+
 def msd_questions(sweep_journal, tscale_journal, outdir):
     """The timer census of a 30-seed sweep's models (results/timers.json, viz/timer_cells.png) and the solve rate
     against T (viz/tscale.png); their numbers go into viz/facts.json under "timers" and "tscale"."""
@@ -432,7 +463,17 @@ def main(argv=None):
     ap.add_argument("--questions", metavar="SWEEP_JSONL", help="instead: the timer census of a --seeds 0-29 --both "
                     "journal and, with --tscale, the solve rate against T")
     ap.add_argument("--tscale", metavar="TSCALE_JSONL", help="the T-scale grid journal, with --questions")
+    ap.add_argument("--failing", metavar="FAILING_JSONL", help="print the failing seeds' reruns against "
+                    "results/msd_sweep.json, and keep them in facts.json")
     a = ap.parse_args(argv)
+    if a.failing:
+        table, facts = failing_table(os.path.join("results", "msd_sweep.json"), a.failing)
+        print(table)
+        path = os.path.join(a.outdir, "facts.json")
+        all_facts = json.load(open(path)) if os.path.exists(path) else {}
+        all_facts["failing_seeds"] = facts
+        tcs.write_json(path, all_facts)
+        return 0
     if a.questions:
         msd_questions(a.questions, a.tscale, a.outdir)
         return 0
