@@ -403,7 +403,7 @@ def msd_questions(sweep_journal, tscale_journal, outdir):
                          "solved_mean_without": round(float(np.mean(without)), 3) if without else None}
     tcs.write_json(os.path.join("results", "timers.json"), {"rule": {"steps": TIMER_STEPS, "sequences": TIMER_SEQS},
                                                             "models": rows, "summary": summary})
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2), sharey=False)
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.4), layout="constrained")
     shown = np.argsort(test.t2 - test.t1)[::64]                      # eight held-out sequences, D spread out
     cmap = plt.get_cmap("viridis")
     D_all = test.t2 - test.t1
@@ -430,7 +430,7 @@ def msd_questions(sweep_journal, tscale_journal, outdir):
             if "diverged" not in r:
                 by.setdefault((r["variant"], config["T"]), []).append(r["final"]["solved"])
         Ts = sorted({T for _, T in by})
-        fig, ax = plt.subplots(figsize=(6, 3.6))
+        fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
         colors = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green"}
         tscale = {}
         for j, (cell, col) in enumerate(colors.items()):
