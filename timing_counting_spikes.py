@@ -268,7 +268,8 @@ SELF_PACE = 1.5  # a self-paced window is this many times the last window's erro
 @dataclass(frozen=True)
 class Config:
     """The recipe. Fields left None take the task's defaults (TASKS), then the architecture's and initialisation's:
-    Config() is the headline experiment, Config(task="gts", arch="paper") the paper's network on GTS."""
+    Config() is the headline experiment, Config(task="gts", arch="paper") the paper's network on GTS. The defaults
+    are filled in once, at construction: replace(cfg, task=...) keeps the old task's, so build a new Config instead."""
     task: str = "msd"
     T: int = None
     D_min: int = None
@@ -537,7 +538,7 @@ def backward(params, buf, dpred, lengths=None):
         dz_o = dh ⊙ tc ⊙ o(1-o)
         dc   = dc_{from t+1} + dh ⊙ o ⊙ tc' + p_o ⊙ dz_o                         tc' = 1 - tc² or 1
         dz_i = dc ⊙ g ⊙ i(1-i),  dz_f = dc ⊙ c_{t-1} ⊙ f(1-f),  dz_g = dc ⊙ i ⊙ g'     g' = 1 - g² or 1
-        dh_{t-1} = dz Wh^T (+ dpred_{t-1} Wy),  dc_{t-1} = f ⊙ dc + p_i ⊙ dz_i + p_f ⊙ dz_f   (no forget gate: f = 1)
+        dh_{t-1} = dz Wh^T (+ dpred_{t-1} Wy),  dc_{t-1} = f ⊙ dc + p_i ⊙ dz_i + p_f ⊙ dz_f   (no forget gate: f=1)
     Every factor that does not depend on dh or dc is computed for all steps before the loop, and the weight
     gradients after it as one contraction over each model's steps."""
     net, H, n_in, M, B = buf.net, buf.H, buf.n_in, buf.M, buf.B
@@ -980,7 +981,7 @@ def code_version():
         return hashlib.sha256(fh.read()).hexdigest()[:16]
 
 
-CODE = code_version()  # the code this process runs: read once, at import, so a later edit of the file does not change it
+CODE = code_version()  # the code this process runs: read at import, so a later edit of the file does not change it
 
 
 def grid_job(cfg, seeds):
@@ -1160,8 +1161,9 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
     journal = None
     if out and out.endswith(".jsonl"):
         keys = sorted(job_key(cfg, seed) for cfg, seed in jobs)
-        header = {"kind": "header", "grid": grid, "grid_hash": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16],
-                  "code": CODE, "n_jobs": n, "started": time.strftime("%Y-%m-%d %H:%M:%S"), **versions()}
+        grid_hash = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+        header = {"kind": "header", "grid": grid, "grid_hash": grid_hash, "code": CODE, "n_jobs": n,
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S"), **versions()}
         journal = Journal(out, header, resume, append)
         for k, (cfg, seed) in enumerate(jobs):
             results[k] = journal.done.get(job_key(cfg, seed))
@@ -1592,7 +1594,8 @@ def report(pairs, headline_seed=4):
             "| MSE mean ± std | MSE median |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     parts = [("", slice(None))] + ([(", first 7 seeds", slice(0, 7))] if len(seeds) > 7 else [])  # a small sweep
-    parts = [(label, part, get) for label, part in parts] + ([(f", mean of the {k}", slice(None), last)] if steady else [])
+    parts = [(label, part, get) for label, part in parts]
+    parts += [(f", mean of the {k}", slice(None), last)] if steady else []
     for label, part, src in parts:
         for v in V:
             e, m = src(v, "solved")[part], src(v, "mse")[part]
@@ -1604,7 +1607,8 @@ def report(pairs, headline_seed=4):
             "seed 0; Wilcoxon signed-rank, two-sided):", "",
             "| metric | peephole better | ties | peephole worse | mean difference | 95% CI | Wilcoxon p |",
             "|---|---:|---:|---:|---:|---:|---:|"]
-    rows = [("solved", "exact solve rate", 1, get), ("within1", "within-one rate", 1, get), ("mse", "test MSE", -1, get)]
+    rows = [("solved", "exact solve rate", 1, get), ("within1", "within-one rate", 1, get),
+            ("mse", "test MSE", -1, get)]
     rows += [("solved", f"exact solve rate, mean of the {k}", 1, last)] if steady else []
     for m, name, sign, src in rows:
         d = src("peephole", m) - src("vanilla", m)
@@ -2026,7 +2030,8 @@ def main(argv=None):
             worst = max(worst, *errs.values())
             print(f"gradcheck {net_label(net)} " + "  ".join(f"{k} {e:.1e}" for k, e in errs.items()))
         ok = worst <= GRADCHECK_TOL
-        print(f"gradcheck {'passed' if ok else 'FAILED'}: max relative error {worst:.1e} (tolerance {GRADCHECK_TOL:.0e})")
+        print(f"gradcheck {'passed' if ok else 'FAILED'}: max relative error {worst:.1e} "
+              f"(tolerance {GRADCHECK_TOL:.0e})")
         return 0 if ok else 1
 
     if a.report:
@@ -2074,7 +2079,8 @@ def main(argv=None):
         print(describe(cfg0))
     print(f"models: {len(jobs)} ({', '.join(cells) if not a.grid else 'grid ' + a.grid})"
           + (f" x seeds {a.seeds}" if a.seeds is not None else f", seed {a.seed}" if not a.grid else "")
-          + (f" on {a.scheduler}" if a.scheduler else f" on {min(a.workers, len(jobs))} workers" if len(jobs) > 1 else ""))
+          + (f" on {a.scheduler}" if a.scheduler else
+             f" on {min(a.workers, len(jobs))} workers" if len(jobs) > 1 else ""))
     caught = []
 
     def on_signal(signum, frame):
