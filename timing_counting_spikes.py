@@ -1689,6 +1689,7 @@ def grid_report(entries):
     cmp_rows = ["| setting | peephole vs | paired seeds | successes, best: peephole / other | Fisher p | McNemar p "
                 "| Wilcoxon p (best run) |", "|---|---|---:|---:|---:|---:|---:|"]
     for label, cfg, cells in groups.values():
+        cells = {c: cells[c] for c in sorted(cells, key=list(CELLS).index)}
         for cell, by_seed in cells.items():
             rs = [r for r in by_seed.values() if "diverged" not in r]
             div = len(by_seed) - len(rs)

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
 
 import timing_counting_spikes as tcs  # noqa: E402
@@ -377,9 +378,49 @@ def failing_table(sweep_json, failing_journal):
     return "\n".join(rows), facts
 
 
+def fig_tscale(journal, path):
+    """Exact solve rate against T, one line per cell (the mean) over its seeds (dots); a journal beside this one
+    named *_long.jsonl adds its runs as open markers (the same T with a longer budget). Returns the numbers shown."""
+    def solved_by(path):
+        by = {}
+        for config, r in tcs.entries_of(tcs.read_results(path), path):
+            if "diverged" not in r:
+                by.setdefault((r["variant"], config["T"]), []).append(r["final"]["solved"])
+        return by
+    by = solved_by(journal)
+    longer = journal.replace(".jsonl", "_long.jsonl")
+    by_long = solved_by(longer) if os.path.exists(longer) else {}
+    Ts = sorted({T for _, T in by})
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
+    colors = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green"}
+    shown = {}
+    for j, (cell, col) in enumerate(colors.items()):
+        pts = [(T, by[cell, T]) for T in Ts if (cell, T) in by]
+        for T, v in pts:
+            ax.plot(np.full(len(v), T * (1 + 0.03 * (j - 1))), v, ".", color=col, alpha=0.35, ms=5)
+        ax.plot([T for T, _ in pts], [np.mean(v) for _, v in pts], "o-", color=col, label=f"{cell}: mean over seeds")
+        shown[cell] = {str(T): {"n": len(v), "mean": round(float(np.mean(v)), 3)} for T, v in pts}
+        for (c, T), v in by_long.items():
+            if c == cell:
+                ax.plot([T * (1 + 0.03 * (j - 1))], [np.mean(v)], "o", mfc="none", mec=col, ms=9, mew=1.6)
+                shown[cell + ", twice the budget"] = {str(T): {"n": len(v), "mean": round(float(np.mean(v)), 3)}}
+    ax.plot([], [], ".", color="0.5", label="one seed")
+    if by_long:
+        ax.plot([], [], "o", mfc="none", mec="0.3", ms=9, mew=1.6, label="mean, twice the training sequences")
+    ax.set_xscale("log")
+    ax.set_xticks(Ts, [str(T) for T in Ts])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("sequence length T (gap D in [T/5, 2T/5]; 96,000 training sequences)", fontsize=9)
+    ax.set_ylabel("exact solve rate, final", fontsize=9)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    save(fig, path)
+    return shown
+
+
 def msd_questions(sweep_journal, tscale_journal, outdir):
     """The timer census of a 30-seed sweep's models (results/timers.json, viz/timer_cells.png) and the solve rate
-    against T (viz/tscale.png); their numbers go into viz/facts.json under "timers" and "tscale"."""
+    against T (viz/tscale.png, fig_tscale); their numbers go into viz/facts.json under "timers" and "tscale"."""
     models = journal_models(sweep_journal)
     cfg = tcs.Config()
     test = tcs.test_set(cfg)
@@ -424,31 +465,7 @@ def msd_questions(sweep_journal, tscale_journal, outdir):
     facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
     facts["timers"] = {"summary": summary, "shown": [[cell, seed, k] for cell, (seed, k, _) in panels]}
     if tscale_journal and os.path.exists(tscale_journal):
-        res = tcs.read_results(tscale_journal)
-        by = {}
-        for config, r in tcs.entries_of(res, tscale_journal):
-            if "diverged" not in r:
-                by.setdefault((r["variant"], config["T"]), []).append(r["final"]["solved"])
-        Ts = sorted({T for _, T in by})
-        fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
-        colors = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green"}
-        tscale = {}
-        for j, (cell, col) in enumerate(colors.items()):
-            pts = [(T, by[cell, T]) for T in Ts if (cell, T) in by]
-            if not pts:
-                continue
-            for T, v in pts:
-                ax.plot(np.full(len(v), T) * (1 + 0.03 * (j - 1)), v, ".", color=col, alpha=0.35, ms=5)
-            ax.plot([T for T, _ in pts], [np.mean(v) for _, v in pts], "o-", color=col, label=f"{cell} (mean)")
-            tscale[cell] = {str(T): {"n": len(v), "mean": round(float(np.mean(v)), 3)} for T, v in pts}
-        ax.set_xscale("log")
-        ax.set_xticks(Ts, [str(T) for T in Ts])
-        ax.set_xlabel("sequence length T (gap D in [T/5, 2T/5])", fontsize=9)
-        ax.set_ylabel("exact solve rate, final", fontsize=9)
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=8, frameon=False, loc="lower left")
-        save(fig, os.path.join(outdir, "tscale.png"))
-        facts["tscale"] = tscale
+        facts["tscale"] = fig_tscale(tscale_journal, os.path.join(outdir, "tscale.png"))
     tcs.write_json(facts_path, facts)
     print(f"wrote results/timers.json, {outdir}/timer_cells.png" + (", tscale.png" if "tscale" in facts else "")
           + f" and facts: {summary}")
