@@ -1682,8 +1682,8 @@ def grid_report(entries):
     rows = ["| setting | cell | runs | successes, best (95% CI) | successes, final | median run, best | "
             "median run, final | median \\|period − F\\|, best | training steps, median |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    msd = ["| setting | cell | runs | exact solve, mean ± std | within one, mean | best checkpoint exact, mean |",
-           "|---|---|---:|---:|---:|---:|"]
+    msd = ["| setting | cell | runs | exact solve, mean ± std | within one, mean | best checkpoint exact, mean "
+           f"| exact, mean of the last {LAST_K} evaluations |", "|---|---|---:|---:|---:|---:|---:|"]
     msd_cmp = ["| setting | peephole vs | metric | paired seeds | peephole better / worse | mean difference [95% CI] "
                "| Wilcoxon p |", "|---|---|---|---:|---:|---:|---:|"]
     cmp_rows = ["| setting | peephole vs | paired seeds | successes, best: peephole / other | Fisher p | McNemar p "
@@ -1698,7 +1698,8 @@ def grid_report(entries):
                 e = np.array([r["final"]["solved"] for r in rs])
                 msd.append(f"| {label} | {cell} | {n} | {e.mean():.3f} ± {e.std(ddof=1) if e.size > 1 else 0:.3f} "
                            f"| {np.mean([r['final']['within1'] for r in rs]):.3f} "
-                           f"| {np.mean([r['best']['solved'] for r in rs]):.3f} |")
+                           f"| {np.mean([r['best']['solved'] for r in rs]):.3f} "
+                           f"| {np.mean([last_k_mean(r, 'solved') or np.nan for r in rs]):.3f} |")
                 continue
             kb, kf = sum(r["best"]["success"] for r in rs), sum(r["final"]["success"] for r in rs)
             lo, hi = wilson_interval(kb, len(rs))

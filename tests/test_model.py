@@ -155,3 +155,16 @@ def test_flatten_views_share_memory():
     theta[1] -= 1.0
     for k in p:
         assert np.array_equal(views[k][0], p[k]) and np.array_equal(views[k][1], q[k] - 1.0)
+
+
+def test_peep_scale_and_init_noise_change_only_what_they_name():
+    a = tcs.init_params(tcs.rng_for(tcs.STREAM_INIT, 7), 4, True)
+    z = tcs.init_params(tcs.rng_for(tcs.STREAM_INIT, 7), 4, True, peep_scale=0.0)
+    for k in a:
+        assert np.array_equal(a[k], z[k]) if k not in tcs.PEEPHOLES else not np.any(z[k])
+    cfg = tcs.Config(T=40, D_min=5, D_max=15, iters=1, eval_every=1, n_test=8)
+    plain = tcs.train(cfg, 3).history[0]
+    noisy = tcs.train(tcs.replace(cfg, init_noise=0.05), 3).history[0]
+    assert plain["mse"] != noisy["mse"]                      # the init moved ...
+    again = tcs.train(tcs.replace(cfg, init_noise=0.05), 3).history[0]
+    assert {k: v for k, v in noisy.items() if k != "elapsed"} == {k: v for k, v in again.items() if k != "elapsed"}

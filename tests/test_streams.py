@@ -115,6 +115,7 @@ def test_pfg_final_and_best_are_scored_over_the_long_run():
     ["--task", "gts", "--T", "100"], ["--F", "10"], ["--task", "gts", "--I", "0,1"], ["--task", "delays", "--wave", "cos"],
     ["--task", "pfg", "--n-test", "5"], ["--test-units", "10"], ["--arch", "big"], ["--init", "he"], ["--task", "nmsd"],
     ["--seeds", ""], ["--load-model", "x.npz", "--eval-only", "--checkpoint", "worst"],
+    ["--peep-scale", "-1"], ["--init-noise", "-0.5"], ["--init-noise", "nan"],
 ])
 def test_bad_stream_input_one_line_exit_2(args):
     r = cli(*args, "--iters", "1")
