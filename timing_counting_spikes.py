@@ -2072,7 +2072,7 @@ def main(argv=None):
         return 0
 
     try:
-        grid, jobs = load_grid(a.grid) if a.grid else (vars(a), cell_jobs(a, cells, seeds, "command line"))
+        grid, jobs = load_grid(a.grid) if a.grid else (None, cell_jobs(a, cells, seeds, "command line"))
     except BadGrid as e:
         ap.error(str(e))
     cfg0 = jobs[0][0]
@@ -2099,8 +2099,8 @@ def main(argv=None):
             except KeyboardInterrupt:
                 raise Interrupted("interrupted: nothing written") from None
         else:
-            results = run_grid(jobs, a.workers, journal, a.resume, a.append, a.scheduler,
-                               grid=grid if a.grid else None, quiet=a.quiet, models=a.models)
+            results = run_grid(jobs, a.workers, journal, a.resume, a.append, a.scheduler, grid=grid, quiet=a.quiet,
+                               models=a.models)
     except Diverged as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1
