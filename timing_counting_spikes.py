@@ -728,10 +728,12 @@ def free_run(params, net, x, chunk=FREE_RUN_CHUNK, M=1, buf=None):
     H, dtype = params["Wh"].shape[-2], params["Wh"].dtype
     buf = buf or make_buffers(min(chunk, L), 1, H, net, n_in, dtype, grad=False, M=M)
     pred, state = np.empty((L, M), np.float64), None
-    for k in range(0, L, buf.T):
-        xk = x[k:k + buf.T]
-        p, state = forward(params, xk if M == 1 else np.broadcast_to(xk[:, None], (len(xk), M, 1, n_in)), buf, state)
-        pred[k:k + len(xk)] = p if M == 1 else p[:, :, 0]
+    with np.errstate(over="ignore", invalid="ignore"):  # an unsquashed cell state may grow without bound in a long
+        for k in range(0, L, buf.T):                    # run: its inf/nan outputs fail the criterion, as they should
+            xk = x[k:k + buf.T]
+            p, state = forward(params, xk if M == 1 else np.broadcast_to(xk[:, None], (len(xk), M, 1, n_in)), buf,
+                               state)
+            pred[k:k + len(xk)] = p if M == 1 else p[:, :, 0]
     return pred[:, 0] if M == 1 else pred
 
 
