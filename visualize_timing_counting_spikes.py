@@ -56,14 +56,14 @@ def models_from_args(a):
     return {run["variant"]: (params, run["history"], run["seed"]) for run, params, _ in results}, cfg
 
 
-def internals(params, x):
-    """Everything the cell computes for the sequences x (T, N, 1): c, i, f, g, o (T, H, N) and pred (T, N)."""
-    buf = tcs.buffers_for(params, x)
-    pred, _ = tcs.forward(params, x, buf)
-    H = buf.H
-    G = buf.G[:, 0]                                  # one model: drop the buffers' model axis
-    return {"c": buf.C[1:, 0].copy(), "i": G[:, :H].copy(), "f": G[:, H:2 * H].copy(),
-            "g": G[:, 2 * H:3 * H].copy(), "o": G[:, 3 * H:].copy(), "pred": pred}
+def internals(params, x, net=None, state=None):
+    """Everything the cell computes for the sequences x (T, N, 1) from state (zero if None): c, i, f, g, o
+    (T, H, N; f is None without a forget gate) and pred (T, N). net: the seed's architecture if None."""
+    buf = tcs.buffers_for(params, x, net)
+    pred, _ = tcs.forward(params, x, buf, state)
+    H, G = buf.H, buf.G[:, 0]                        # one model: drop the buffers' model axis
+    gates = dict(zip("ifgo" if buf.net.forget else "igo", np.split(G, G.shape[1] // H, axis=1)))
+    return {"c": buf.C[1:, 0].copy(), "f": None, **{k: v.copy() for k, v in gates.items()}, "pred": pred}
 
 
 def pick_sequences(test):
@@ -471,6 +471,498 @@ def msd_questions(sweep_journal, tscale_journal, outdir):
           + f" and facts: {summary}")
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The paper's claims: grid journals -> results/claims.json, viz/claims_*.png and facts.json["claims"]
+# ----------------------------------------------------------------------------------------------------------------
+
+CELL_ORDER = tuple(tcs.CELLS)                 # peephole, vanilla, lstm1997, peephole-nf
+CELL_COLORS = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green", "peephole-nf": "tab:purple"}
+NETWORKS = ("one-cell", "8-cell")
+RESET_C = 0.1       # a reset leaves |c| at most this fraction of the cell's largest |c| over the trace
+GATE_SHARE = 0.9    # a mechanism holds for a cell when it holds at this share of the spikes (steps)
+
+
+def network_of(config):
+    return "one-cell" if config["arch"] == "paper" else f"{config['hidden']}-cell"
+
+
+def setting_name(config):
+    """A grid setting by its task alone: 'gts F=10', 'pfg cos F=25', 'delays F=49 I=0,1'."""
+    if config["task"] == "delays":
+        return f"delays F={config['F']} I={','.join(map(str, config['I']))}"
+    return f"{config['task']}{' ' + config['wave'] if config['task'] == 'pfg' else ''} F={config['F']}"
+
+
+def claims_runs(journals):
+    """{(network, setting, cell): [record]} of the finished runs in grid journals; a diverged run is a record with
+    "message" and counts as a failure."""
+    runs = {}
+    for path in journals:
+        _, records, _ = tcs.read_journal(path)
+        for r in records:
+            key = (network_of(r["config"]), setting_name(r["config"]), r["cell"])
+            runs.setdefault(key, []).append(r)
+    return runs
+
+
+def first_success_steps(run, need):
+    """Training time steps at the first evaluation whose free run was error-free for `need` units; None if never."""
+    return next((h["steps"] for h in run["history"] if h["run_units"] >= need), None)
+
+
+def group_stats(records):
+    """Successes at the best checkpoint and the final model (diverged runs count as failures), the Wilson interval,
+    the median error-free run, the runs' longest, the steps to the first success and the successes' RMSE."""
+    ok = [r["run"] for r in records if r["kind"] == "run"]
+    n, kb = len(records), sum(r["best"]["success"] for r in ok)
+    lo, hi = tcs.wilson_interval(kb, n)
+    need = records[0]["config"]["test_units"]
+    first = [s for s in (first_success_steps(r, need) for r in ok) if s is not None]
+    rmse = [r["best"]["rmse"] for r in ok if r["best"]["success"]]
+    return {"n": n, "success_best": kb, "success_final": sum(r["final"]["success"] for r in ok),
+            "ci": [round(lo, 3), round(hi, 3)], "diverged": n - len(ok),
+            "median_run_best": float(np.median([r["best"]["run_units"] for r in ok])) if ok else 0.0,
+            "max_run_best": max((r["best"]["run_units"] for r in ok), default=0),
+            "steps_per_run": ok[0]["steps"] if ok else None,
+            "median_steps_to_first_success": float(np.median(first)) if first else None,
+            "median_rmse_of_successes": round(float(np.median(rmse)), 4) if rmse else None}
+
+
+def gate_mechanism(c, i, f, o, spikes):
+    """The paper's GTS mechanism, per cell of one trace. c, i, f, o: (T, H) (f None: no forget gate, never closes);
+    spikes: the target's spike steps. reset: the share of spikes at which, on the spike's step or the next, input
+    and forget gates are both below 0.5 and |c| falls to at most RESET_C of the cell's largest |c|; open_at_spike:
+    the share of spikes with o > 0.5; closed_elsewhere: the share of other steps with o < 0.5. A cell resets (gates
+    only at the spike) when its shares reach GATE_SHARE."""
+    T, H = c.shape
+    spikes = np.asarray(spikes)
+    spikes = spikes[spikes + 1 < T]
+    shut = (i < 0.5) & ((f < 0.5) if f is not None else False)
+    low = np.abs(c) <= RESET_C * np.abs(c).max(axis=0)
+    reset_step = shut & low
+    reset = (reset_step[spikes] | reset_step[spikes + 1]).mean(axis=0)
+    rest = np.ones(T, bool)
+    rest[spikes] = False
+    open_at = (o[spikes] > 0.5).mean(axis=0)
+    closed = (o[rest] < 0.5).mean(axis=0)
+    return {"reset": [round(float(x), 3) for x in reset], "open_at_spike": [round(float(x), 3) for x in open_at],
+            "closed_elsewhere": [round(float(x), 3) for x in closed],
+            "resets": bool((reset >= GATE_SHARE).any()),
+            "gates_at_spike": bool(((open_at >= GATE_SHARE) & (closed >= GATE_SHARE)).any())}
+
+
+def model_net(config):
+    return tcs.net_of(tcs.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
+                                    if k in tcs.Config.__dataclass_fields__}))
+
+
+def config_of(config):
+    return tcs.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
+                         if k in tcs.Config.__dataclass_fields__})
+
+
+def best_params(record):
+    return {k: np.array(v) for k, v in record["best_params"].items()}
+
+
+def gts_mechanisms(records, periods=50):
+    """gate_mechanism over periods 2 to periods + 1 of the free run of every successful model (best checkpoint)."""
+    out = []
+    for r in records:
+        if r["kind"] != "run" or not r["run"]["best"]["success"]:
+            continue
+        cfg = config_of(r["config"])
+        s = tcs.stream_test(cfg, periods + 1)
+        inner = internals(best_params(r), s.x, tcs.net_of(cfg))
+        k = slice(cfg.F, None)
+        spikes = np.flatnonzero(s.ends[k, 0])
+        f = inner["f"][k, :, 0] if inner["f"] is not None else None
+        out.append({"seed": r["seed"], **gate_mechanism(inner["c"][k, :, 0], inner["i"][k, :, 0], f,
+                                                         inner["o"][k, :, 0], spikes)})
+    return out
+
+
+def mean_output_gate(records, units=100):
+    """Each successful model's mean output gate over its held-out stream's first `units` intervals."""
+    out = []
+    for r in records:
+        if r["kind"] != "run" or not r["run"]["best"]["success"]:
+            continue
+        cfg = config_of(r["config"])
+        s = tcs.stream_test(cfg, units)
+        out.append(float(internals(best_params(r), s.x, tcs.net_of(cfg))["o"].mean()))
+    return out
+
+
+def _judge_all(results):
+    """'yes' if every network's verdict is yes, 'no' if every one is no, else 'partly'; networks not run skipped."""
+    got = [v for v, _ in results.values() if v != "not run"]
+    if not got:
+        return "not run"
+    return "yes" if all(v == "yes" for v in got) else "no" if all(v == "no" for v in got) else "partly"
+
+
+def _k(st, ci=True):
+    """'k/n [lo, hi]': successes at the best checkpoint and their 95% Wilson interval."""
+    if not st:
+        return "-"
+    return f"{st['success_best']}/{st['n']}" + (f" [{st['ci'][0]:.2f}, {st['ci'][1]:.2f}]" if ci else "")
+
+
+def claim_verdicts(stats, mech):
+    """The claims table: [{id, source, claim, paper, per network (verdict, measured), verdict}] from group stats
+    {(network, setting, cell): group_stats} and mechanism numbers {network: {...}}. Each rule is one function:
+    what must be measured for the claim to hold in a network."""
+    S = lambda net, setting, cell: stats.get((net, setting, cell))
+    k = lambda net, setting, cell: (S(net, setting, cell) or {}).get("success_best", 0)
+    ran = lambda net, setting: any(S(net, setting, c) for c in CELL_ORDER)
+    gts = ("gts F=10", "gts F=25", "gts F=50")
+    pfg = tuple(f"pfg {w} F={F}" for w in ("cos", "tri", "rect") for F in (10, 25))
+    msd = ("delays F=10 I=0,1", "delays F=10 I=0,1,2")
+
+    def share(net, settings, cell):
+        done = [st for st in (S(net, x, cell) for x in settings) if st]
+        return sum(st["success_best"] for st in done), sum(st["n"] for st in done)
+
+    def learns(net, settings, cell):
+        """yes: >= 1 success in every setting; partly: in some; no: in none."""
+        done = [x for x in settings if S(net, x, cell)]
+        if not done:
+            return "not run", "not run"
+        hit = [x for x in done if k(net, x, cell)]
+        v = "yes" if len(hit) == len(done) else "partly" if hit else "no"
+        return v, "; ".join(f"{x.split(' ', 1)[1] if x.startswith(('gts', 'delays')) else x[4:]}: "
+                            f"{_k(S(net, x, cell))}" for x in done)
+
+    def c49(net):
+        if not ran(net, "delays F=49 I=0,1"):
+            return "not run", "not run"
+        p, v = S(net, "delays F=49 I=0,1", "peephole"), S(net, "delays F=49 I=0,1", "vanilla")
+        return ("yes" if p["success_best"] else "no"), f"peephole {_k(p)}, vanilla {_k(v)}"
+
+    def c_msd_both(net):
+        vs = [learns(net, msd, c) for c in ("peephole", "vanilla")]
+        if vs[0][0] == "not run":
+            return vs[0]
+        v = "yes" if all(x == "yes" for x, _ in vs) else "no" if all(x == "no" for x, _ in vs) else "partly"
+        return v, f"peephole {vs[0][1]}; vanilla {vs[1][1]}"
+
+    def c_msd_outperforms(net):
+        sets = [x for x in (*msd, "delays F=49 I=0,1") if S(net, x, "peephole") and S(net, x, "vanilla")]
+        if not sets:
+            return "not run", "not run"
+        best = None
+        for x in sets:
+            p, v = S(net, x, "peephole"), S(net, x, "vanilla")
+            pv = tcs.fisher_exact(p["success_best"], p["n"] - p["success_best"], v["success_best"],
+                                  v["n"] - v["success_best"])
+            if p["success_best"] > v["success_best"] and (best is None or pv < best[1]):
+                best = (x, pv, p, v)
+        vanilla_solves = any(k(net, x, "vanilla") for x in sets)
+        if best is None:
+            return "no", "peephole ahead on no set"
+        x, pv, p, v = best
+        verdict = "yes" if pv < 0.05 and vanilla_solves else "partly"
+        return verdict, f"{x}: peephole {_k(p)} vs vanilla {_k(v)} (Fisher p = {pv:.2g})"
+
+    def c_faster(net, setting, fast, slow):
+        a, b = S(net, setting, fast), S(net, setting, slow)
+        if not (a and b):
+            return "not run", "not run"
+        fa, fb = a["median_steps_to_first_success"], b["median_steps_to_first_success"]
+        if a["success_best"] < 3 or b["success_best"] < 3:
+            return "not run", f"too few successes to compare ({fast} {_k(a)}, {slow} {_k(b)})"
+        return ("yes" if fa < fb else "no"), (f"median steps to the first success: {fast} {fa / 1e6:.3f} M, "
+                                              f"{slow} {fb / 1e6:.3f} M ({setting})")
+
+    def c_msd_gate(net):
+        m = mech.get(net, {}).get("msd_output_gate", {})
+        p, v = m.get("peephole"), m.get("vanilla")
+        if not p or not v:
+            return "not run", "no solutions of both cells to measure"
+        mp, mv = float(np.median(p)), float(np.median(v))
+        verdict = "yes" if mv > 0.5 > mp else "partly" if mv > mp else "no"
+        return verdict, (f"median over solutions of the mean output gate: vanilla {mv:.2f} ({len(v)} models), "
+                         f"peephole {mp:.2f} ({len(p)}) (F=10 I=0,1,2)")
+
+    def c_gts_no_peep(net):
+        if not ran(net, "gts F=10"):
+            return "not run", "not run"
+        kv, nv = share(net, gts, "vanilla")
+        kp, npp = share(net, gts, "peephole")
+        if kv:
+            return "no", f"vanilla {kv}/{nv} over F = 10, 25, 50 (peephole {kp}/{npp})"
+        return ("yes" if kp else "partly"), (f"vanilla 0/{nv}, peephole {kp}/{npp} over F = 10, 25, 50"
+                                             + ("" if kp else ": no cell learns it, so no contrast"))
+
+    def c_gts_no_forget(net):
+        if not ran(net, "gts F=10"):
+            return "not run", "not run"
+        got = {c: share(net, gts, c) for c in ("lstm1997", "peephole-nf")}
+        fails = [c for c, (kk, _) in got.items() if kk == 0]
+        kp, npp = share(net, gts, "peephole")
+        v = "yes" if len(fails) == 2 else "partly" if fails else "no"
+        if v == "yes" and not kp:
+            v = "partly"
+        return v, "; ".join(f"{c} {kk}/{nn}" for c, (kk, nn) in got.items()) + f" (peephole {kp}/{npp})"
+
+    def c_mechanism(net):
+        ms = mech.get(net, {}).get("gts_peephole", [])
+        if not ms:
+            return "not run", "no peephole GTS solution to measure"
+        r = sum(m["resets"] for m in ms)
+        g = sum(m["gates_at_spike"] for m in ms)
+        half = len(ms) / 2
+        v = "yes" if r >= half and g >= half else "partly" if r >= half or g >= half else "no"
+        return v, f"{r}/{len(ms)} solutions have a cell that resets at the spikes, {g}/{len(ms)} an output gate open only at them"
+
+    def c_longer(net):
+        got = [(x, S(net, x, "peephole")) for x in gts if S(net, x, "peephole")]
+        med = [(x, st["median_steps_to_first_success"]) for x, st in got if st["success_best"] >= 3]
+        if len(med) < 2:
+            return "not run", "fewer than two periods with 3 or more peephole successes: " + \
+                "; ".join(f"{x[4:]} {_k(st)}" for x, st in got)
+        rising = all(b[1] > a[1] for a, b in zip(med, med[1:]))
+        return ("yes" if rising else "no"), "peephole median steps to the first success: " + \
+            ", ".join(f"{x[4:]} {m / 1e6:.2f} M" for x, m in med)
+
+    def c_pfg_vanilla(net):
+        if not ran(net, "pfg cos F=10"):
+            return "not run", "not run"
+        V = [x for x in pfg if k(net, x, "vanilla")]
+        P = [x for x in pfg if k(net, x, "peephole")]
+        v = "yes" if V == ["pfg cos F=10"] else "partly" if len(V) < len(P) else "no"
+        name = lambda xs: ", ".join(x[4:] for x in xs) or "none"
+        return v, f"vanilla learns {name(V)}; peephole {name(P)}"
+
+    def c_1997(net):
+        got = [S(net, x, "lstm1997") for x in pfg if S(net, x, "lstm1997")]
+        if not got:
+            return "not run", "not run"
+        mx = max(st["max_run_best"] for st in got)
+        med = max(st["median_run_best"] for st in got)
+        v = "yes" if mx <= 2 else "partly" if med <= 2 else "no"
+        return v, f"longest error-free run of any 1997 cell: {mx} periods (largest median over settings {med:g})"
+
+    def c_pfg_more(net):
+        if not ran(net, "pfg cos F=10"):
+            return "not run", "not run"
+        (kp, n1), (kv, n2) = share(net, pfg, "peephole"), share(net, pfg, "vanilla")
+        pv = tcs.fisher_exact(kp, n1 - kp, kv, n2 - kv)
+        v = "yes" if kp > kv and pv < 0.05 else "partly" if kp > kv else "no"
+        return v, f"peephole {kp}/{n1} vs vanilla {kv}/{n2} over the six settings (Fisher p = {pv:.2g})"
+
+    def c_rmse(net):
+        st = S(net, "pfg cos F=25", "peephole")
+        if not st:
+            return "not run", "not run"
+        r = st["median_rmse_of_successes"]
+        if r is None:
+            return "not run", f"no peephole success ({_k(st)})"
+        return ("yes" if r <= 0.17 + 2 * 0.019 else "no"), f"median RMSE of the {st['success_best']} successes {r:.3f}"
+
+    rows = [
+        ("49v50", "Q", "Peephole LSTM learns 50 vs 49 steps apart without short training exemplars",
+         "learned", c49),
+        ("gts", "Q", "Peephole LSTM generates stable streams of precisely timed spikes (GTS)",
+         "learned", lambda net: learns(net, gts, "peephole")),
+        ("pfg", "Q", "... and other highly nonlinear periodic patterns (PFG)",
+         "learned", lambda net: learns(net, pfg, "peephole")),
+        ("msd_both", "Q", "MSD F = 10, I in {0,1} or {0,1,2}, is solved with or without peepholes",
+         "both solve it", c_msd_both),
+        ("msd_outperforms", "Q", "On MSD peephole LSTM outperforms LSTM for some sets; peepholes not mandatory",
+         "peephole ahead on some sets", c_msd_outperforms),
+        ("msd_faster", "N", "On MSD with a linear output unit, LSTM without peepholes learns faster",
+         "vanilla faster", lambda net: c_faster(net, "delays F=10 I=0,1,2", "vanilla", "peephole")),
+        ("msd_gate", "N", "On MSD LSTM keeps its output gate open; peephole LSTM keeps it mostly closed",
+         "vanilla open, peephole closed", c_msd_gate),
+        ("gts_no_peep", "N", "GTS: LSTM without peepholes cannot learn it", "0 successes", c_gts_no_peep),
+        ("gts_no_forget", "N", "GTS: without the forget gate training fails", "0 successes", c_gts_no_forget),
+        ("gts_mechanism", "N", "GTS solution: input and forget gates close together at each spike (c reset to 0), "
+         "the output gate opens only at the spike", "this mechanism", c_mechanism),
+        ("gts_longer", "N", "GTS: longer periods take longer to learn", "slower with F", c_longer),
+        ("pfg_vanilla", "N", "PFG: LSTM without peepholes learns only f_cos at F = 10", "only cos F=10",
+         c_pfg_vanilla),
+        ("pfg_1997", "N", "PFG: the 1997 LSTM generates at most about two periods", "<= 2 periods", c_1997),
+        ("pfg_more", "N", "PFG: peephole LSTM learns more of the functions", "more", c_pfg_more),
+        ("pfg_rmse", "N", "PFG f_cos F = 25: peephole RMSE 0.17 ± 0.019 under the 0.3 criterion (0.086 ± 0.002 "
+         "with a stricter one, not run here)", "RMSE <= 0.208", c_rmse),
+    ]
+    out = []
+    for cid, src, claim, expect, rule in rows:
+        per = {net: rule(net) for net in NETWORKS}
+        out.append({"id": cid, "source": src, "claim": claim, "holds_if": expect,
+                    "networks": {net: {"verdict": v, "measured": m} for net, (v, m) in per.items()},
+                    "verdict": _judge_all(per)})
+    return out
+
+
+def claims_markdown(claims):
+    rows = ["| claim | source | " + " | ".join(f"{net}: measured" for net in NETWORKS) + " | reproduces |",
+            "|---|---|" + "---|" * len(NETWORKS) + "---|"]
+    for c in claims:
+        cells = [f"**{c['networks'][net]['verdict']}**: {c['networks'][net]['measured']}" for net in NETWORKS]
+        rows.append(f"| {c['claim']} | [{c['source']}] | " + " | ".join(cells) + f" | **{c['verdict']}** |")
+    return "\n".join(rows)
+
+
+def fig_claims_success(stats, path):
+    """Successes (best checkpoint) per task setting and cell, one panel per network. Returns the numbers shown."""
+    nets = [net for net in NETWORKS if any(key[0] == net for key in stats)]
+    settings = sorted({key[1] for key in stats}, key=lambda x: (x.split()[0] != "gts", x.split()[0] != "pfg", x))
+    fig, axes = plt.subplots(1, len(nets), figsize=(3.2 + 2.6 * len(nets), 0.42 * len(settings) + 1.6),
+                             layout="constrained", sharey=True, squeeze=False)
+    cmap, shown = plt.get_cmap("Greens"), {}
+    for ax, net in zip(axes[0], nets):
+        rate = np.full((len(settings), len(CELL_ORDER)), np.nan)
+        for a, x in enumerate(settings):
+            for b, cell in enumerate(CELL_ORDER):
+                st = stats.get((net, x, cell))
+                if st:
+                    rate[a, b] = st["success_best"] / st["n"]
+                    shown[f"{net} | {x} | {cell}"] = _k(st, ci=False)
+                    ax.text(b, a, _k(st, ci=False), ha="center", va="center", fontsize=7.5,
+                            color="white" if rate[a, b] > 0.6 else "black")
+                else:
+                    ax.text(b, a, "not run", ha="center", va="center", fontsize=7, color="0.4")
+        ax.set_facecolor("0.85")                        # not run: grey
+        im = ax.imshow(rate, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(CELL_ORDER)), CELL_ORDER, fontsize=8, rotation=20)
+        ax.set_yticks(range(len(settings)), settings, fontsize=8)
+        ax.set_title(f"{net} network", fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), label="success rate, best checkpoint", fraction=0.04)
+    save(fig, path)
+    return shown
+
+
+def pick_best(records):
+    """The run with the longest error-free run at its best checkpoint, then the lowest RMSE; None if none ran."""
+    ok = [r for r in records if r["kind"] == "run"]
+    return max(ok, key=lambda r: (r["run"]["best"]["run_units"], -r["run"]["best"]["rmse"]), default=None)
+
+
+FREE_RUN_SETTINGS = ("gts F=10", "pfg cos F=10", "pfg tri F=10", "pfg rect F=10")
+FREE_RUN_AT = 1000      # the second column starts after this many periods
+FREE_RUN_SHOW = 3       # periods shown in each column
+
+
+def fig_free_runs(runs, net, path):
+    """Each generation task at F = 10: each cell's best model (best checkpoint) over a free run from the zero state,
+    one strip per cell over the target, for its first periods and again after FREE_RUN_AT periods. Returns the
+    models shown."""
+    fig, axes = plt.subplots(len(FREE_RUN_SETTINGS), 2, figsize=(11, 2.3 * len(FREE_RUN_SETTINGS) + 0.7),
+                             layout="constrained", sharey=True, squeeze=False)
+    shown, step = {}, 1.8                               # strips: cell j's output around -step * j
+    for row, x in zip(axes, FREE_RUN_SETTINGS):
+        F = int(x.rsplit("=", 1)[1])
+        for j, cell in enumerate(CELL_ORDER):
+            r = pick_best(runs.get((net, x, cell), []))
+            if r is None:
+                continue
+            cfg = config_of(r["config"])
+            s = tcs.stream_test(cfg, FREE_RUN_AT + FREE_RUN_SHOW)
+            pred = tcs.free_run(best_params(r), tcs.net_of(cfg), s.x)
+            shown[f"{x} | {cell}"] = {"seed": r["seed"], "run_units_best": r["run"]["best"]["run_units"],
+                                      "success": r["run"]["best"]["success"]}
+            for ax, start in zip(row, (0, FREE_RUN_AT * F)):
+                t = np.arange(start, start + FREE_RUN_SHOW * F)
+                ax.plot(t, s.y[t, 0] - step * j, color="black", lw=4.5, alpha=0.2,
+                        label="target" if j == 0 else None)
+                ax.plot(t, np.clip(pred[t], -0.3, 1.3) - step * j, color=CELL_COLORS[cell], lw=1.2,
+                        label=f"{cell} (best run)")
+                ax.set_xlim(t[0], t[-1])
+        for ax, start in zip(row, ("the first periods", f"after {FREE_RUN_AT} periods")):
+            ax.set_title(f"{x}: {start}", fontsize=8.5)
+    axes[0][0].set_yticks([-step * j + 0.5 for j in range(len(CELL_ORDER))], CELL_ORDER, fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("time step of the free run (from the zero state)", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
+    fig.suptitle(f"{net} network: free runs, one strip per cell (output clipped to [-0.3, 1.3])", fontsize=9.5)
+    save(fig, path)
+    return shown
+
+
+def fig_gts_mechanism(record, mech, path, periods=3):
+    """One peephole GTS solution over `periods` periods after the first: its output, and the cell state and gates
+    of the cell that resets best (the highest reset share, then output-gate share)."""
+    cfg = config_of(record["config"])
+    F = cfg.F
+    s = tcs.stream_test(cfg, periods + 1)
+    inner = internals(best_params(record), s.x, tcs.net_of(cfg))
+    score = np.array(mech["reset"]) + 1e-3 * np.array(mech["open_at_spike"])
+    k = int(np.argmax(score))
+    t = np.arange(F, (periods + 1) * F)
+    fig, axes = plt.subplots(3, 1, figsize=(7.5, 5.6), layout="constrained", sharex=True)
+    axes[0].plot(t, inner["pred"][t, 0], color="tab:blue", lw=1.2, label="output")
+    axes[0].set_ylabel("output", fontsize=8)
+    axes[1].plot(t, inner["c"][t, k, 0], color="tab:red", lw=1.3, label=f"cell state c (cell {k})")
+    axes[1].axhline(0, color="0.6", lw=0.6)
+    axes[1].set_ylabel("c", fontsize=8)
+    for name, col in (("i", "tab:green"), ("f", "tab:purple"), ("o", "tab:orange")):
+        if inner[name] is not None:
+            axes[2].plot(t, inner[name][t, k, 0], color=col, lw=1.2, label=f"{name} gate")
+    axes[2].set_ylim(-0.05, 1.05)
+    axes[2].set_ylabel("gate", fontsize=8)
+    axes[2].set_xlabel("time step of the free run", fontsize=8)
+    for ax in axes:
+        for spike in t[s.ends[t, 0]]:
+            ax.axvline(spike, color="0.8", lw=0.8, zorder=0)
+        ax.legend(fontsize=7.5, frameon=False, loc="upper left", ncol=3)
+    axes[0].set_title(f"{network_of(record['config'])} network, peephole cell, GTS F={F}, seed {record['seed']}, "
+                      f"cell {k} (grey lines: the target's spikes)\nshare of spikes it resets at "
+                      f"{mech['reset'][k]:.2f}; o open at spikes {mech['open_at_spike'][k]:.2f}, closed elsewhere "
+                      f"{mech['closed_elsewhere'][k]:.2f}", fontsize=8.5)
+    save(fig, path)
+    return {"seed": record["seed"], "F": F, "network": network_of(record["config"]), "cell": k,
+            "reset": mech["reset"][k], "open_at_spike": mech["open_at_spike"][k],
+            "closed_elsewhere": mech["closed_elsewhere"][k]}
+
+
+def claims(journals, outdir, out_json):
+    """The claims table (printed, and in out_json), the success heatmap, the free runs and the GTS mechanism
+    figure from issue 9's grid journals; their numbers in facts.json under "claims"."""
+    runs = claims_runs(journals)
+    stats = {key: group_stats(recs) for key, recs in sorted(runs.items())}
+    gts = [x for x in ("gts F=10", "gts F=25", "gts F=50")]
+    mech, mech_runs = {}, {}
+    for net in NETWORKS:
+        got = {}
+        for cell in ("peephole", "vanilla"):
+            recs = [r for x in gts for r in runs.get((net, x, cell), [])]
+            got[f"gts_{cell}"] = gts_mechanisms(recs)
+            mech_runs[net, cell] = [r for r in recs if r["kind"] == "run" and r["run"]["best"]["success"]]
+        got["msd_output_gate"] = {cell: mean_output_gate(runs.get((net, "delays F=10 I=0,1,2", cell), []))
+                                  for cell in ("peephole", "vanilla")}
+        mech[net] = got
+    table = claim_verdicts(stats, mech)
+    os.makedirs(outdir, exist_ok=True)
+    facts = {"success": fig_claims_success(stats, os.path.join(outdir, "claims_success.png"))}
+    for net in NETWORKS:
+        if any(key[0] == net for key in runs):
+            name = f"free_runs_{net.replace('-', '_')}.png"
+            facts[name[:-4]] = fig_free_runs(runs, net, os.path.join(outdir, name))
+    facts["mechanism"] = {net: {cell: {"solutions": len(m), "resets": sum(x["resets"] for x in m),
+                                       "gates_at_spike": sum(x["gates_at_spike"] for x in m)}
+                                for cell in ("peephole", "vanilla") for m in [mech[net][f"gts_{cell}"]]}
+                          for net in NETWORKS}
+    pick = next(((net, cell) for net in NETWORKS for cell in ("peephole",) if mech[net]["gts_peephole"]), None)
+    if pick:
+        ms = mech[pick[0]]["gts_peephole"]
+        j = max(range(len(ms)), key=lambda j: (ms[j]["resets"] + ms[j]["gates_at_spike"], max(ms[j]["reset"])))
+        facts["mechanism_shown"] = fig_gts_mechanism(mech_runs[pick][j], ms[j],
+                                                     os.path.join(outdir, "gts_mechanism.png"))
+    facts_path = os.path.join(outdir, "facts.json")
+    all_facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
+    all_facts["claims"] = facts
+    tcs.write_json(facts_path, all_facts)
+    tcs.write_json(out_json, {
+        "journals": list(journals), **tcs.versions(),
+        "stats": {" | ".join(key): st for key, st in stats.items()},
+        "mechanism": mech, "claims": table})
+    print(claims_markdown(table))
+
+
 def main(argv=None):
     ap = tcs.recipe_parser(__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=4, help="seed of the models trained here (default 4)")
@@ -482,7 +974,21 @@ def main(argv=None):
     ap.add_argument("--tscale", metavar="TSCALE_JSONL", help="the T-scale grid journal, with --questions")
     ap.add_argument("--failing", metavar="FAILING_JSONL", help="print the failing seeds' reruns against "
                     "results/msd_sweep.json, and keep them in facts.json")
+    ap.add_argument("--claims", metavar="JOURNAL", nargs="+", help="instead: the paper's claims table "
+                    "(results/claims.json), viz/claims_success.png, free_runs_*.png and gts_mechanism.png from "
+                    "issue 9's grid journals")
+    ap.add_argument("--claims-out", default=os.path.join("results", "claims.json"), help="with --claims: where the "
+                    "table's JSON goes (default results/claims.json)")
     a = ap.parse_args(argv)
+    if a.claims:
+        missing = [p for p in a.claims if not os.path.exists(p)]
+        if missing:
+            ap.error(f"--claims: no such journal: {missing[0]}")
+        try:
+            claims(a.claims, a.outdir, a.claims_out)
+        except tcs.BadGrid as e:
+            ap.error(str(e))
+        return 0
     if a.failing:
         table, facts = failing_table(os.path.join("results", "msd_sweep.json"), a.failing)
         print(table)
@@ -522,7 +1028,8 @@ def main(argv=None):
     save(fig_gates(test, long_k, inner, facts), out("gates.png"))
     save(fig_peephole_weights(pp, facts), out("peephole_weights.png"))
     save(fig_weights(pp), out("weights.png"))
-    tcs.write_json(out("facts.json"), facts)
+    kept = json.load(open(out("facts.json"))) if os.path.exists(out("facts.json")) else {}
+    tcs.write_json(out("facts.json"), {**kept, **facts})     # the other modes' sections stay
     print(f"wrote 6 figures and facts.json to {a.outdir}/: timer cell {facts['timer_cell']}, "
           f"ramp monotonic {facts['timer_ramp_monotonic']}, cells by |p_o| {facts['cells_by_abs_p_o'][:3]}")
     return 0

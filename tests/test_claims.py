@@ -1,0 +1,143 @@
+"""Issue 9's claims table and the GTS mechanism measure, on hand-made traces, a hand-set network and a hand-made
+grid journal; the --claims command end to end on a tiny grid."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import timing_counting_spikes as tcs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+viz = pytest.importorskip("visualize_timing_counting_spikes")
+
+
+def spike_trace(T=41, F=10):
+    """Two cells: cell 0 ramps and resets the paper's way (i and f shut on the step after each spike, c back to 0)
+    with its output gate open only at the spikes; cell 1 never resets and keeps its output gate half open."""
+    spikes = np.arange(F - 1, T - 1, F)
+    c = np.zeros((T, 2))
+    for t in range(T):
+        c[t, 0] = 0.0 if t - 1 in spikes else (c[t - 1, 0] if t else 0.0) + 1.0
+    c[:, 1] = np.arange(T)
+    i, f, o = np.full((T, 2), 0.9), np.full((T, 2), 0.95), np.full((T, 2), 0.6)
+    o[:, 0] = 0.1
+    o[spikes, 0] = 0.9
+    i[spikes + 1, 0], f[spikes + 1, 0] = 0.1, 0.05
+    return c, i, f, o, spikes
+
+
+def test_gate_mechanism_on_a_hand_made_trace():
+    c, i, f, o, spikes = spike_trace()
+    m = viz.gate_mechanism(c, i, f, o, spikes)
+    assert m["reset"] == [1.0, 0.0]
+    assert m["open_at_spike"] == [1.0, 1.0] and m["closed_elsewhere"][0] == 1.0 and m["closed_elsewhere"][1] == 0.0
+    assert m["resets"] and m["gates_at_spike"]
+    f[spikes[1] + 1, 0] = 0.7                           # one of four spikes without the forget gate shut
+    m = viz.gate_mechanism(c, i, f, o, spikes)
+    assert m["reset"][0] == 0.75 and not m["resets"]
+    assert not viz.gate_mechanism(c, i, None, o, spikes)["resets"]     # no forget gate: never a reset
+    o[:, 0] = 0.9                                      # an output gate always open: not "only at the spike"
+    assert not viz.gate_mechanism(c, i, f, o, spikes)["gates_at_spike"]
+
+
+def hand_set_gts():
+    """A one-cell peephole network that generates GTS F = 10 by hand: the cell state ramps by 1 a step, the output
+    gate's peephole opens it at c >= 9.5, and the spike's h closes the forget gate on the next step."""
+    cfg = tcs.Config(task="gts", arch="paper", init="paper")
+    p = tcs.init_params(tcs.rng_for(tcs.STREAM_INIT, 0), 1, True, 1, -2.0, "float64", True, "paper")
+    p = {k: np.zeros_like(v) for k, v in p.items()}
+    p["b"][:] = [6.0, 6.0, 1.0, -95.0]
+    p["p_o"][:] = 10.0
+    p["Wh"][0, :] = [0.0, -3.0, 0.0, 0.0]
+    p["Wy"][:], p["by"][:] = 2.0, -9.0
+    return cfg, p
+
+
+def test_a_one_cell_peephole_gts_solution_exists_and_its_gates_are_measured():
+    cfg, p = hand_set_gts()
+    s = tcs.stream_test(cfg, 1000)
+    m = tcs.stream_score(tcs.free_run(p, tcs.net_of(cfg), s.x), s, 0.49, 1000, True)
+    assert m["success"] and m["period"] == 10.0
+    s = tcs.stream_test(cfg, 6)
+    inner = viz.internals(p, s.x, tcs.net_of(cfg))
+    k = slice(cfg.F, None)
+    g = viz.gate_mechanism(inner["c"][k, :, 0], inner["i"][k, :, 0], inner["f"][k, :, 0], inner["o"][k, :, 0],
+                           np.flatnonzero(s.ends[k, 0]))
+    assert g["gates_at_spike"] and g["open_at_spike"] == [1.0]
+    assert not g["resets"]          # its input gate stays open at the reset: c restarts at i g = 1, not at 0
+
+
+def record(net, task, cell, seed, success, steps=1000, first=None, run_units=None, **cfg):
+    config = {"arch": "paper" if net == "one-cell" else "seed", "hidden": 1 if net == "one-cell" else 8,
+              "task": task, "test_units": 1000, "wave": None, "I": None, **cfg}
+    units = run_units if run_units is not None else (1000 if success else 3)
+    hist = [{"steps": 0, "run_units": 0}, {"steps": steps, "run_units": 1000 if success else units}]
+    if first is not None and success:
+        hist.insert(1, {"steps": first, "run_units": 1000})
+    run = {"best": {"success": success, "run_units": units, "rmse": 0.1}, "final": {"success": success},
+           "steps": steps, "history": hist}
+    return {"kind": "run", "config": config, "cell": cell, "seed": seed, "run": run}
+
+
+def test_claims_on_a_hand_made_grid_journal(tmp_path):
+    recs = []
+    for seed in range(4):
+        for cell in tcs.CELLS:                          # GTS F=10: one-cell only peephole, 8-cell peephole and vanilla
+            recs.append(record("one-cell", "gts", cell, seed, cell == "peephole" and seed < 2, F=10, first=500))
+            recs.append(record("8-cell", "gts", cell, seed, cell in ("peephole", "vanilla"), F=10))
+            recs.append(record("one-cell", "pfg", cell, seed, cell == "peephole", F=10, wave="cos",
+                               run_units=None if cell == "peephole" else (2 if cell == "lstm1997" else 5)))
+    recs.append({"kind": "diverged", "config": recs[0]["config"], "cell": "vanilla", "seed": 9, "message": "x"})
+    path = tmp_path / "g.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [{"kind": "header"}, *recs]) + "\n")
+    runs = viz.claims_runs([str(path)])
+    stats = {k: viz.group_stats(v) for k, v in runs.items()}
+    st = stats["one-cell", "gts F=10", "vanilla"]
+    assert (st["n"], st["success_best"], st["diverged"]) == (5, 0, 1)        # a diverged run counts as a failure
+    assert stats["one-cell", "gts F=10", "peephole"]["median_steps_to_first_success"] == 500
+    table = {c["id"]: c for c in viz.claim_verdicts(stats, {})}
+    gts = table["gts_no_peep"]["networks"]
+    assert gts["one-cell"]["verdict"] == "yes" and gts["8-cell"]["verdict"] == "no"
+    assert table["gts_no_peep"]["verdict"] == "partly"
+    assert table["gts"]["networks"]["one-cell"]["measured"] == "F=10: 2/4 [0.15, 0.85]"
+    assert table["pfg_1997"]["networks"]["one-cell"]["verdict"] == "yes"     # the 1997 cell: 2 periods at most
+    assert table["pfg_vanilla"]["networks"]["one-cell"]["verdict"] == "partly"  # vanilla learns nothing at all
+    assert table["49v50"]["verdict"] == "not run" and table["gts_mechanism"]["verdict"] == "not run"
+    assert table["gts_no_forget"]["networks"]["8-cell"]["verdict"] == "yes"
+    md = viz.claims_markdown(viz.claim_verdicts(stats, {}))
+    assert md.count("\n") == 1 + len(table) and "**partly**" in md
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=240, cwd=ROOT)
+
+
+def test_claims_command_end_to_end(tmp_path):
+    grid = tmp_path / "g.grid.json"
+    grid.write_text(json.dumps({"base": {"arch": "paper", "init": "paper", "iters": 6, "eval_every": 3,
+                                         "test_units": 20, "window": "2"},
+                                "settings": [{"task": "gts", "F": 10}, {"task": "pfg", "wave": "cos", "F": 10}],
+                                "cells": ["peephole", "vanilla"], "seeds": "0-1"}))
+    journal = tmp_path / "g.jsonl"
+    r = run("timing_counting_spikes.py", "--grid", str(grid), "--out", str(journal), "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "viz"
+    r = run("visualize_timing_counting_spikes.py", "--claims", str(journal), "--outdir", str(out),
+            "--claims-out", str(tmp_path / "claims.json"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "claims.json").read_text())
+    assert len(doc["claims"]) == 15 and {c["verdict"] for c in doc["claims"]} <= {"yes", "partly", "no", "not run"}
+    assert doc["stats"]["one-cell | gts F=10 | peephole"]["n"] == 2 and doc["cpu"]
+    facts = json.loads((out / "facts.json").read_text())["claims"]
+    assert set(facts["success"]) == {f"one-cell | {x} | {c}" for x in ("gts F=10", "pfg cos F=10")
+                                     for c in ("peephole", "vanilla")}
+    for name in ("claims_success", "free_runs_one_cell"):
+        im = np.asarray(Image.open(out / f"{name}.png").convert("L"))
+        assert im.shape[0] > 200 and im.std() > 10
+    assert r.stdout.count("| ") > 15
+    bad = run("visualize_timing_counting_spikes.py", "--claims", str(tmp_path / "none.jsonl"))
+    assert bad.returncode == 2 and "no such journal" in bad.stderr and "Traceback" not in bad.stderr
