@@ -559,47 +559,39 @@ def gate_mechanism(c, i, f, o, spikes):
             "gates_at_spike": bool(((open_at >= GATE_SHARE) & (closed >= GATE_SHARE)).any())}
 
 
-def model_net(config):
-    return tcs.net_of(tcs.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
-                                    if k in tcs.Config.__dataclass_fields__}))
-
-
 def config_of(config):
-    return tcs.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
-                         if k in tcs.Config.__dataclass_fields__})
+    """The Config of a journal record's config."""
+    return tcs.setting_of(config)[2]
 
 
 def best_params(record):
     return {k: np.array(v) for k, v in record["best_params"].items()}
 
 
+def solutions(records, units):
+    """(record, cfg, held-out stream of `units` units, internals on it) of each run that succeeded at its best
+    checkpoint, run from the zero state with that checkpoint."""
+    for r in records:
+        if r["kind"] == "run" and r["run"]["best"]["success"]:
+            cfg = config_of(r["config"])
+            s = tcs.stream_test(cfg, units)
+            yield r, cfg, s, internals(best_params(r), s.x, tcs.net_of(cfg))
+
+
 def gts_mechanisms(records, periods=50):
     """gate_mechanism over periods 2 to periods + 1 of the free run of every successful model (best checkpoint)."""
     out = []
-    for r in records:
-        if r["kind"] != "run" or not r["run"]["best"]["success"]:
-            continue
-        cfg = config_of(r["config"])
-        s = tcs.stream_test(cfg, periods + 1)
-        inner = internals(best_params(r), s.x, tcs.net_of(cfg))
+    for r, cfg, s, inner in solutions(records, periods + 1):
         k = slice(cfg.F, None)
-        spikes = np.flatnonzero(s.ends[k, 0])
         f = inner["f"][k, :, 0] if inner["f"] is not None else None
         out.append({"seed": r["seed"], **gate_mechanism(inner["c"][k, :, 0], inner["i"][k, :, 0], f,
-                                                         inner["o"][k, :, 0], spikes)})
+                                                         inner["o"][k, :, 0], np.flatnonzero(s.ends[k, 0]))})
     return out
 
 
 def mean_output_gate(records, units=100):
     """Each successful model's mean output gate over its held-out stream's first `units` intervals."""
-    out = []
-    for r in records:
-        if r["kind"] != "run" or not r["run"]["best"]["success"]:
-            continue
-        cfg = config_of(r["config"])
-        s = tcs.stream_test(cfg, units)
-        out.append(float(internals(best_params(r), s.x, tcs.net_of(cfg))["o"].mean()))
-    return out
+    return [float(inner["o"].mean()) for *_, inner in solutions(records, units)]
 
 
 def _judge_all(results):
