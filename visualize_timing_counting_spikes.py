@@ -902,7 +902,7 @@ def fig_gts_mechanism(record, mech, path, periods=3):
     score = np.array(mech["reset"]) + 1e-3 * np.array(mech["open_at_spike"])
     k = int(np.argmax(score))
     t = np.arange(F, (periods + 1) * F)
-    fig, axes = plt.subplots(3, 1, figsize=(7.5, 5.6), layout="constrained", sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(8.5, 5.6), layout="constrained", sharex=True)
     axes[0].plot(t, inner["pred"][t, 0], color="tab:blue", lw=1.2, label="output")
     axes[0].set_ylabel("output", fontsize=8)
     axes[1].plot(t, inner["c"][t, k, 0], color="tab:red", lw=1.3, label=f"cell state c (cell {k})")
@@ -917,7 +917,7 @@ def fig_gts_mechanism(record, mech, path, periods=3):
     for ax in axes:
         for spike in t[s.ends[t, 0]]:
             ax.axvline(spike, color="0.8", lw=0.8, zorder=0)
-        ax.legend(fontsize=7.5, frameon=False, loc="upper left", ncol=3)
+        ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside, not on, the data
     axes[0].set_title(f"{network_of(record['config'])} network, peephole cell, GTS F={F}, seed {record['seed']}, "
                       f"cell {k} (grey lines: the target's spikes)\nshare of spikes it resets at "
                       f"{mech['reset'][k]:.2f}; o open at spikes {mech['open_at_spike'][k]:.2f}, closed elsewhere "
