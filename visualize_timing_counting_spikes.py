@@ -814,7 +814,11 @@ def claims_markdown(claims):
             "|---|---|" + "---|" * len(NETWORKS) + "---|"]
     for c in claims:
         cells = [f"**{c['networks'][net]['verdict']}**: {c['networks'][net]['measured']}" for net in NETWORKS]
-        rows.append(f"| {c['claim']} | [{c['source']}] | " + " | ".join(cells) + f" | **{c['verdict']}** |")
+        by = {}
+        for net in NETWORKS:
+            by.setdefault(c["networks"][net]["verdict"], []).append(net)
+        why = "; ".join(f"{v}: {', '.join(nets)}" for v, nets in by.items())
+        rows.append(f"| {c['claim']} | [{c['source']}] | " + " | ".join(cells) + f" | **{c['verdict']}** ({why}) |")
     return "\n".join(rows)
 
 
@@ -926,9 +930,17 @@ def fig_gts_mechanism(record, mech, path, periods=3):
                       f"{mech['reset'][k]:.2f}; o open at spikes {mech['open_at_spike'][k]:.2f}, closed elsewhere "
                       f"{mech['closed_elsewhere'][k]:.2f}", fontsize=8.5)
     save(fig, path)
+    spikes = t[s.ends[t, 0]]
+    spikes = spikes[spikes + 1 <= t[-1]]
+    at = lambda name, shift: round(float(np.median(inner[name][spikes + shift, k, 0])), 3)
     return {"seed": record["seed"], "F": F, "network": network_of(record["config"]), "cell": k,
             "reset": mech["reset"][k], "open_at_spike": mech["open_at_spike"][k],
-            "closed_elsewhere": mech["closed_elsewhere"][k]}
+            "closed_elsewhere": mech["closed_elsewhere"][k],
+            "median_over_the_shown_spikes": {"f_at_spike": at("f", 0), "f_after": at("f", 1), "i_at_spike": at("i", 0),
+                                             "i_after": at("i", 1), "c_at_spike": at("c", 0), "c_after": at("c", 1),
+                                             "o_at_spike": at("o", 0)},
+            "o_min_shown": round(float(inner["o"][t, k, 0].min()), 3),
+            "c_max_shown": round(float(np.abs(inner["c"][t, k, 0]).max()), 3)}
 
 
 def claims(journals, outdir, out_json):
