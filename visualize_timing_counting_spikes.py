@@ -22,7 +22,7 @@ from matplotlib.gridspec import GridSpec  # noqa: E402
 
 import timing_counting_spikes as tcs  # noqa: E402
 
-COLORS = {"peephole": "tab:blue", "vanilla": "tab:orange"}
+COLORS = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green", "peephole-nf": "tab:purple"}
 MARKS = (("t1", "first input spike", "0.45", ":"), ("t2", "second input spike", "0.25", "--"),
          ("target", "target step t1 + 2D", "tab:red", "-"))
 DPI = 110
@@ -392,7 +392,7 @@ def fig_tscale(journal, path):
     by_long = solved_by(longer) if os.path.exists(longer) else {}
     Ts = sorted({T for _, T in by})
     fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
-    colors = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green"}
+    colors = {c: COLORS[c] for c in ("peephole", "vanilla", "lstm1997")}
     shown = {}
     for j, (cell, col) in enumerate(colors.items()):
         pts = [(T, by[cell, T]) for T in Ts if (cell, T) in by]
@@ -476,7 +476,6 @@ def msd_questions(sweep_journal, tscale_journal, outdir):
 # ----------------------------------------------------------------------------------------------------------------
 
 CELL_ORDER = tuple(tcs.CELLS)                 # peephole, vanilla, lstm1997, peephole-nf
-CELL_COLORS = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green", "peephole-nf": "tab:purple"}
 NETWORKS = ("one-cell", "8-cell")
 RESET_C = 0.1       # a reset leaves |c| at most this fraction of the cell's largest |c| over the trace
 GATE_SHARE = 0.9    # a mechanism holds for a cell when it holds at this share of the spikes (steps)
@@ -884,7 +883,7 @@ def fig_free_runs(runs, net, path):
                 t = np.arange(start, start + FREE_RUN_SHOW * F)
                 ax.plot(t, s.y[t, 0] - step * j, color="black", lw=4.5, alpha=0.2,
                         label="target" if j == 0 else None)
-                ax.plot(t, np.clip(pred[t], -0.3, 1.3) - step * j, color=CELL_COLORS[cell], lw=1.2,
+                ax.plot(t, np.clip(pred[t], -0.3, 1.3) - step * j, color=COLORS[cell], lw=1.2,
                         label=f"{cell} (best run)")
                 ax.set_xlim(t[0], t[-1])
         for ax, start in zip(row, ("the first periods", f"after {FREE_RUN_AT} periods")):
