@@ -666,6 +666,19 @@ def claim_verdicts(stats, mech):
         verdict = "yes" if pv < 0.05 and vanilla_solves else "partly"
         return verdict, f"peephole vs vanilla, {counts}; best lead {x[7:]} (Fisher p = {pv:.2g})"
 
+    def c_msd_longer(net):
+        short, long_ = "delays F=10 I=0,1", "delays F=49 I=0,1"
+        got = {c: (S(net, short, c), S(net, long_, c)) for c in ("peephole", "vanilla") if S(net, short, c)}
+        if not got or not any(a["success_best"] for a, b in got.values() if b):
+            return "not run", "no peephole or vanilla run learned F = 10 to compare with"
+        k10, n10 = (sum(a[x] for a, _ in got.values()) for x in ("success_best", "n"))
+        k49, n49 = (sum(b[x] for _, b in got.values()) for x in ("success_best", "n"))
+        pv = tcs.fisher_exact(k10, n10 - k10, k49, n49 - k49)
+        v = "yes" if k49 < k10 and pv < 0.05 else "partly" if k49 < k10 else "no"
+        steps = next(iter(got.values()))
+        return v, (f"peephole and vanilla: F=10 {k10}/{n10}, F=49 {k49}/{n49} (Fisher p = {pv:.2g}), F=49 on "
+                   f"{steps[1]['steps_per_run'] / steps[0]['steps_per_run']:.1f} times the time steps")
+
     def c_faster(net, setting, fast, slow):
         a, b = S(net, setting, fast), S(net, setting, slow)
         if not (a and b):
@@ -782,6 +795,8 @@ def claim_verdicts(stats, mech):
          "both solve it", c_msd_both),
         ("msd_outperforms", "Q", "On MSD peephole LSTM outperforms LSTM for some sets; peepholes not mandatory",
          "peephole ahead on some sets", c_msd_outperforms),
+        ("msd_longer", "Q", "On MSD longer intervals need finer tuning of the weights, which requires more training",
+         "fewer successes at F = 49", c_msd_longer),
         ("msd_faster", "N", "On MSD with a linear output unit, LSTM without peepholes learns faster",
          "vanilla faster", lambda net: c_faster(net, "delays F=10 I=0,1,2", "vanilla", "peephole")),
         ("msd_gate", "N", "On MSD LSTM keeps its output gate open; peephole LSTM keeps it mostly closed",

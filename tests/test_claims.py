@@ -91,6 +91,9 @@ def test_claims_on_a_hand_made_grid_journal(tmp_path):
             recs.append(record("8-cell", "gts", cell, seed, cell in ("peephole", "vanilla"), F=10))
             recs.append(record("one-cell", "pfg", cell, seed, cell == "peephole", F=10, wave="cos",
                                run_units=None if cell == "peephole" else (2 if cell == "lstm1997" else 5)))
+        for cell in ("peephole", "vanilla"):            # the MSD streams: F=10 learned, F=49 on 4x the steps not
+            recs.append(record("8-cell", "delays", cell, seed, True, steps=100, F=10, I=[0, 1]))
+            recs.append(record("8-cell", "delays", cell, seed, False, steps=400, F=49, I=[0, 1]))
     recs.append({"kind": "diverged", "config": recs[0]["config"], "cell": "vanilla", "seed": 9, "message": "x"})
     path = tmp_path / "g.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in [{"kind": "header"}, *recs]) + "\n")
@@ -106,8 +109,14 @@ def test_claims_on_a_hand_made_grid_journal(tmp_path):
     assert table["gts"]["networks"]["one-cell"]["measured"] == "F=10: 2/4 [0.15, 0.85]"
     assert table["pfg_1997"]["networks"]["one-cell"]["verdict"] == "yes"     # the 1997 cell: 2 periods at most
     assert table["pfg_vanilla"]["networks"]["one-cell"]["verdict"] == "partly"  # vanilla learns nothing at all
-    assert table["49v50"]["verdict"] == "not run" and table["gts_mechanism"]["verdict"] == "not run"
+    assert table["49v50"]["networks"]["8-cell"]["verdict"] == "no"
+    assert table["49v50"]["networks"]["one-cell"]["verdict"] == "not run" and table["49v50"]["verdict"] == "no"
+    assert table["gts_mechanism"]["verdict"] == "not run"
     assert table["gts_no_forget"]["networks"]["8-cell"]["verdict"] == "yes"
+    longer = table["msd_longer"]["networks"]["8-cell"]
+    assert longer["verdict"] == "yes" and "F=10 8/8, F=49 0/8" in longer["measured"] and "4.0 times" in longer["measured"]
+    assert table["msd_both"]["networks"]["8-cell"]["verdict"] == "yes"   # on the sets that ran: I=0,1,2 did not
+    assert table["msd_longer"]["networks"]["one-cell"]["verdict"] == "not run"
     md = viz.claims_markdown(viz.claim_verdicts(stats, {}))
     assert md.count("\n") == 1 + len(table) and "**partly**" in md
 
@@ -130,7 +139,7 @@ def test_claims_command_end_to_end(tmp_path):
             "--claims-out", str(tmp_path / "claims.json"))
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "claims.json").read_text())
-    assert len(doc["claims"]) == 15 and {c["verdict"] for c in doc["claims"]} <= {"yes", "partly", "no", "not run"}
+    assert len(doc["claims"]) == 16 and {c["verdict"] for c in doc["claims"]} <= {"yes", "partly", "no", "not run"}
     assert doc["stats"]["one-cell | gts F=10 | peephole"]["n"] == 2 and doc["cpu"]
     facts = json.loads((out / "facts.json").read_text())["claims"]
     assert set(facts["success"]) == {f"one-cell | {x} | {c}" for x in ("gts F=10", "pfg cos F=10")
