@@ -367,7 +367,8 @@ def failing_table(sweep_json, failing_journal):
                 continue
             b = base[cell, seed]
             got = [reruns.get((cell, seed, k)) for k in kinds]
-            rec = [k for k, r in zip(kinds, got) if r and b["final"]["solved"] < 0.6 and tcs.last_k_mean(r, "solved") >= 0.9]
+            rec = [k for k, r in zip(kinds, got)
+                   if r and b["final"]["solved"] < 0.6 and tcs.last_k_mean(r, "solved") >= 0.9]
             failing = b["final"]["solved"] < 0.6
             rows.append(f"| {seed} | {cell}{' (failed)' if failing else ''} | {cell_of(b)} | "
                         + " | ".join(cell_of(r) if r else "-" for r in got)
@@ -962,17 +963,11 @@ def claims(journals, outdir, out_json):
     figure from issue 9's grid journals; their numbers in facts.json under "claims"."""
     runs = claims_runs(journals)
     stats = {key: group_stats(recs) for key, recs in sorted(runs.items())}
-    gts = [x for x in ("gts F=10", "gts F=25", "gts F=50")]
-    mech, mech_runs = {}, {}
-    for net in NETWORKS:
-        got = {}
-        for cell in ("peephole", "vanilla"):
-            recs = [r for x in gts for r in runs.get((net, x, cell), [])]
-            got[f"gts_{cell}"] = gts_mechanisms(recs)
-            mech_runs[net, cell] = [r for r in recs if r["kind"] == "run" and r["run"]["best"]["success"]]
-        got["msd_output_gate"] = {cell: mean_output_gate(runs.get((net, "delays F=10 I=0,1,2", cell), []))
-                                  for cell in ("peephole", "vanilla")}
-        mech[net] = got
+    gts_runs = lambda net, cell: [r for x in ("gts F=10", "gts F=25", "gts F=50") for r in runs.get((net, x, cell), [])]
+    mech = {net: {**{f"gts_{cell}": gts_mechanisms(gts_runs(net, cell)) for cell in ("peephole", "vanilla")},
+                  "msd_output_gate": {cell: mean_output_gate(runs.get((net, "delays F=10 I=0,1,2", cell), []))
+                                      for cell in ("peephole", "vanilla")}}
+            for net in NETWORKS}
     table = claim_verdicts(stats, mech)
     os.makedirs(outdir, exist_ok=True)
     facts = {"success": fig_claims_success(stats, os.path.join(outdir, "claims_success.png"))}
@@ -984,12 +979,12 @@ def claims(journals, outdir, out_json):
                                        "gates_at_spike": sum(x["gates_at_spike"] for x in m)}
                                 for cell in ("peephole", "vanilla") for m in [mech[net][f"gts_{cell}"]]}
                           for net in NETWORKS}
-    pick = next(((net, cell) for net in NETWORKS for cell in ("peephole",) if mech[net]["gts_peephole"]), None)
-    if pick:
-        ms = mech[pick[0]]["gts_peephole"]
+    net = next((n for n in NETWORKS if mech[n]["gts_peephole"]), None)      # the one-cell network's, if it has one
+    if net:
+        ms = mech[net]["gts_peephole"]
+        solved = [r for r, *_ in solutions(gts_runs(net, "peephole"), 1)]  # the same runs, in the same order
         j = max(range(len(ms)), key=lambda j: (ms[j]["resets"] + ms[j]["gates_at_spike"], max(ms[j]["reset"])))
-        facts["mechanism_shown"] = fig_gts_mechanism(mech_runs[pick][j], ms[j],
-                                                     os.path.join(outdir, "gts_mechanism.png"))
+        facts["mechanism_shown"] = fig_gts_mechanism(solved[j], ms[j], os.path.join(outdir, "gts_mechanism.png"))
     facts_path = os.path.join(outdir, "facts.json")
     all_facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
     all_facts["claims"] = facts

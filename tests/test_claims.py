@@ -114,7 +114,8 @@ def test_claims_on_a_hand_made_grid_journal(tmp_path):
     assert table["gts_mechanism"]["verdict"] == "not run"
     assert table["gts_no_forget"]["networks"]["8-cell"]["verdict"] == "yes"
     longer = table["msd_longer"]["networks"]["8-cell"]
-    assert longer["verdict"] == "yes" and "F=10 8/8, F=49 0/8" in longer["measured"] and "4.0 times" in longer["measured"]
+    assert longer["verdict"] == "yes" and "F=10 8/8, F=49 0/8" in longer["measured"]
+    assert "4.0 times" in longer["measured"]
     assert table["msd_both"]["networks"]["8-cell"]["verdict"] == "yes"   # on the sets that ran: I=0,1,2 did not
     assert table["msd_longer"]["networks"]["one-cell"]["verdict"] == "not run"
     md = viz.claims_markdown(viz.claim_verdicts(stats, {}))
