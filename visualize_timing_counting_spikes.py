@@ -731,8 +731,9 @@ def claim_verdicts(stats, mech):
         half = len(ms) / 2
         v = "yes" if r >= half and g >= half else "partly" if r >= half or g >= half else "no"
         vs = mech.get(net, {}).get("gts_vanilla", [])
-        other = (f" (vanilla solutions: {sum(m['resets'] for m in vs)}/{len(vs)} and "
-                 f"{sum(m['gates_at_spike'] for m in vs)}/{len(vs)})") if vs else ""
+        rv = sum(m["resets"] for m in vs)
+        other = (f" (vanilla solutions: {rv}/{len(vs)} and {sum(m['gates_at_spike'] for m in vs)}/{len(vs)}; resets, "
+                 f"Fisher p = {tcs.fisher_exact(r, len(ms) - r, rv, len(vs) - rv):.2g})") if vs else ""
         return v, (f"{r}/{len(ms)} peephole solutions have a cell that resets at the spikes, {g}/{len(ms)} an output "
                    f"gate open only at them{other}")
 
