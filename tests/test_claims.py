@@ -71,6 +71,24 @@ def test_a_one_cell_peephole_gts_solution_exists_and_its_gates_are_measured():
     assert not g["resets"]          # its input gate stays open at the reset: c restarts at i g = 1, not at 0
 
 
+def test_a_one_cell_msd_solution_without_peepholes_exists():
+    """The MSD stream F = 10, I in {0,1} by hand, one cell, no peepholes: the cell counts the steps since the last
+    spike, the input spike opens the output gate to read the count (11 -> 1, 10 -> 0), and the count's h shuts the
+    forget gate on the next step."""
+    cfg = tcs.Config(task="delays", arch="paper", init="paper", peep=False)
+    p = tcs.init_params(tcs.rng_for(tcs.STREAM_INIT, 0), 1, False, 1, -2.0, "float64", True, "paper")
+    p = {k: np.zeros_like(v) for k, v in p.items()}
+    p["b"][:] = [10.0, 10.0, 1.0, -20.0]
+    p["Wx"][0, 3] = 40.0
+    p["Wh"][0, 1] = -5.0
+    p["Wy"][:], p["by"][:] = 4.0, -42.0
+    s = tcs.stream_test(cfg, 1000)
+    m = tcs.stream_score(tcs.free_run(p, tcs.net_of(cfg), s.x), s, 0.49, 1000, False)
+    assert m["success"] and m["run_units"] == 1000
+    p["by"][:] = -38.0                                  # the threshold between 9 and 10: wrong at the first interval
+    assert tcs.stream_score(tcs.free_run(p, tcs.net_of(cfg), s.x), s, 0.49, 1000, False)["run_units"] < 5
+
+
 def record(net, task, cell, seed, success, steps=1000, first=None, run_units=None, **cfg):
     config = {"arch": "paper" if net == "one-cell" else "seed", "hidden": 1 if net == "one-cell" else 8,
               "task": task, "test_units": 1000, "wave": None, "I": None, **cfg}
