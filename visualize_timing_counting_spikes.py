@@ -503,12 +503,18 @@ def setting_order(name):
 
 def claims_runs(journals):
     """{(network, setting, cell): [record]} of the finished runs in grid journals; a diverged run is a record with
-    "message" and counts as a failure."""
-    runs = {}
+    "message" and counts as a failure. A group holds one recipe: runs of the same setting and cell trained another
+    way (a longer budget, another window) are a BadGrid, not silently pooled."""
+    runs, recipe = {}, {}
     for path in journals:
         _, records, _ = tcs.read_journal(path)
         for r in records:
             key = (network_of(r["config"]), setting_name(r["config"]), r["cell"])
+            first = recipe.setdefault(key, (r["config"], path))
+            if r["config"] != first[0]:
+                changed = sorted(k for k in {*r["config"], *first[0]} if r["config"].get(k) != first[0].get(k))
+                raise tcs.BadGrid(f"{path}: {' '.join(key)} also in {first[1]} with another recipe "
+                                  f"({', '.join(changed)}): give --claims one recipe per setting")
             runs.setdefault(key, []).append(r)
     return runs
 

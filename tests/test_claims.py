@@ -169,3 +169,12 @@ def test_claims_command_end_to_end(tmp_path):
     assert r.stdout.count("| ") > 15
     bad = run("visualize_timing_counting_spikes.py", "--claims", str(tmp_path / "none.jsonl"))
     assert bad.returncode == 2 and "no such journal" in bad.stderr and "Traceback" not in bad.stderr
+    other = json.loads(grid.read_text())
+    other["base"]["iters"] = 9                          # the same settings, another budget: not to be pooled
+    grid.write_text(json.dumps(other))
+    r = run("timing_counting_spikes.py", "--grid", str(grid), "--out", str(tmp_path / "h.jsonl"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    bad = run("visualize_timing_counting_spikes.py", "--claims", str(journal), str(tmp_path / "h.jsonl"),
+              "--outdir", str(tmp_path / "viz2"), "--claims-out", str(tmp_path / "c2.json"))
+    assert bad.returncode == 2 and "another recipe (iters)" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "c2.json").exists()
