@@ -595,6 +595,20 @@ def gts_mechanisms(records, periods=50):
     return out
 
 
+def ramping_models(records, units=100):
+    """For each successful model: whether one of its cells ramps through the intervals of its held-out stream, by
+    the MSD timer census's rule (timer_cells: one direction on TIMER_STEPS of the steps from one input spike to the
+    next, on TIMER_SEQS of the intervals)."""
+    out = []
+    for r, cfg, s, inner in solutions(records, units):
+        spikes = np.flatnonzero(s.ends[:, 0])
+        c = inner["c"][:, :, :1]
+        N = len(spikes) - 1
+        timer, _ = timer_cells(np.broadcast_to(c, (*c.shape[:2], N)), spikes[:-1], spikes[1:])
+        out.append(bool(timer.any()))
+    return out
+
+
 def mean_output_gate(records, units=100):
     """Each successful model's mean output gate over its held-out stream's first `units` intervals."""
     return [float(inner["o"].mean()) for *_, inner in solutions(records, units)]
@@ -707,6 +721,16 @@ def claim_verdicts(stats, mech):
         return verdict, (f"median over solutions of the mean output gate: vanilla {mv:.2f} ({len(v)} models), "
                          f"peephole {mp:.2f} ({len(p)}) (F=10 I=0,1,2; open: > 0.5)")
 
+    def c_msd_ramp(net):
+        m = mech.get(net, {}).get("msd_ramps", {})
+        v, p = m.get("vanilla"), m.get("peephole")
+        if not v:
+            return "not run", "no vanilla solution to measure"
+        kv = sum(v)
+        return ("partly" if kv else "no"), (f"{kv}/{len(v)} vanilla solutions have a cell that ramps through the "
+                                            f"intervals (90/90 rule; peephole {sum(p or [])}/{len(p or [])}); "
+                                            "oscillating and counting: not measured")
+
     def c_gts_no_peep(net):
         if not ran(net, "gts F=10"):
             return "not run", "not run"
@@ -807,6 +831,8 @@ def claim_verdicts(stats, mech):
          "fewer successes at F = 49", c_msd_longer),
         ("msd_faster", "N", "On MSD with a linear output unit, LSTM without peepholes learns faster",
          "vanilla faster", lambda net: c_faster(net, "delays F=10 I=0,1,2", "vanilla", "peephole")),
+        ("msd_ramp", "N", "On MSD LSTM solves it by ramping its cell state, or by oscillating and counting",
+         "ramping cells (partly: the other half is not measured)", c_msd_ramp),
         ("msd_gate", "N", "On MSD LSTM keeps its output gate open; peephole LSTM keeps it mostly closed",
          "vanilla open, peephole closed", c_msd_gate),
         ("gts_no_peep", "N", "GTS: LSTM without peepholes cannot learn it", "0 successes", c_gts_no_peep),
@@ -973,7 +999,9 @@ def claims(journals, outdir, out_json):
     gts_runs = lambda net, cell: [r for x in ("gts F=10", "gts F=25", "gts F=50") for r in runs.get((net, x, cell), [])]
     mech = {net: {**{f"gts_{cell}": gts_mechanisms(gts_runs(net, cell)) for cell in ("peephole", "vanilla")},
                   "msd_output_gate": {cell: mean_output_gate(runs.get((net, "delays F=10 I=0,1,2", cell), []))
-                                      for cell in ("peephole", "vanilla")}}
+                                      for cell in ("peephole", "vanilla")},
+                  "msd_ramps": {cell: ramping_models(runs.get((net, "delays F=10 I=0,1,2", cell), []))
+                                for cell in ("peephole", "vanilla")}}
             for net in NETWORKS}
     table = claim_verdicts(stats, mech)
     os.makedirs(outdir, exist_ok=True)

@@ -1,5 +1,6 @@
 """Issue 9's claims table and the GTS mechanism measure, on hand-made traces, a hand-set network and a hand-made
 grid journal; the --claims command end to end on a tiny grid."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -85,8 +86,14 @@ def test_a_one_cell_msd_solution_without_peepholes_exists():
     s = tcs.stream_test(cfg, 1000)
     m = tcs.stream_score(tcs.free_run(p, tcs.net_of(cfg), s.x), s, 0.49, 1000, False)
     assert m["success"] and m["run_units"] == 1000
+    rec = {"kind": "run", "config": dataclasses.asdict(cfg), "run": {"best": {"success": True}},
+           "best_params": {k: v.tolist() for k, v in p.items()}}
+    assert viz.ramping_models([rec]) == [True]          # its counting cell ramps through every interval
     p["by"][:] = -38.0                                  # the threshold between 9 and 10: wrong at the first interval
     assert tcs.stream_score(tcs.free_run(p, tcs.net_of(cfg), s.x), s, 0.49, 1000, False)["run_units"] < 5
+    p["b"][2] = 0.0                                     # g = 0: the cell state stays at 0, nothing ramps
+    rec["best_params"] = {k: v.tolist() for k, v in p.items()}
+    assert viz.ramping_models([rec]) == [False]
 
 
 def record(net, task, cell, seed, success, steps=1000, first=None, run_units=None, **cfg):
@@ -158,7 +165,7 @@ def test_claims_command_end_to_end(tmp_path):
             "--claims-out", str(tmp_path / "claims.json"))
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "claims.json").read_text())
-    assert len(doc["claims"]) == 16 and {c["verdict"] for c in doc["claims"]} <= {"yes", "partly", "no", "not run"}
+    assert len(doc["claims"]) == 17 and {c["verdict"] for c in doc["claims"]} <= {"yes", "partly", "no", "not run"}
     assert doc["stats"]["one-cell | gts F=10 | peephole"]["n"] == 2 and doc["cpu"]
     facts = json.loads((out / "facts.json").read_text())["claims"]
     assert set(facts["success"]) == {f"one-cell | {x} | {c}" for x in ("gts F=10", "pfg cos F=10")
