@@ -297,13 +297,34 @@ class Config:
     peep: bool = True
     forget: bool = True
     dtype: str = "float64"
+    learner: str = "bptt"      # "bptt": BPTT + Adam on windows; "rtrl": the paper's online learning (Online)
+    momentum: float = None     # rtrl: the paper's per task (RTRL_MOMENTUM)
+    max_streams: int = None    # rtrl: training streams per model (the paper's 10^7)
+    max_steps: int = None      # rtrl: training time steps per model
 
     def __post_init__(self):
         fill = {**TASKS[self.task].defaults, "hidden": 8 if self.arch == "seed" else 1,
                 "forget_bias": (1.0 if self.init == "seed" else -2.0) if self.forget else None}
+        if self.learner == "rtrl":                # BPTT's fields stay None: the online learner has no windows
+            fill = {k: v for k, v in fill.items() if k not in BPTT_ONLY}
+            fill.update(RTRL_DEFAULTS, batch=1, momentum=RTRL_MOMENTUM["nmsd" if nmsd(self) else self.task])
         for k, v in fill.items():
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
+
+
+BPTT_ONLY = ("iters", "lr_decay_factor", "lr_decay_every", "clip", "eval_every", "window", "batch")
+RTRL_ONLY = ("momentum", "max_streams", "max_steps")
+
+
+def config_dict(cfg):
+    """The Config as a dict for journals and job keys; a BPTT job's leaves out the online learner's fields, so its
+    key is the one it had before they existed."""
+    d = asdict(cfg)
+    if cfg.learner == "bptt":
+        for k in ("learner",) + RTRL_ONLY:
+            del d[k]
+    return d
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -529,10 +550,12 @@ def forward(params, x, buf=None, state=None):
     return (pred, (h_L, c_L)) if M > 1 else (pred[:, 0], (h_L[0], c_L[0]))
 
 
-def backward(params, buf, dpred, lengths=None):
+def backward(params, buf, dpred, lengths=None, truncate=False):
     """BPTT through the cache forward() left in buf. dpred: (L, B) dLoss/d(output unit's input) (with buf.M > 1:
     (L, M, B), and lengths: model m's window is its first lengths[m] steps, its dpred zero after them). Returns
-    grads keyed like params. The initial state is a constant: no gradient flows into it.
+    grads keyed like params. The initial state is a constant: no gradient flows into it. truncate: the paper's
+    two cuts (the gradient the online learner follows): h_{t-1} enters the gates as a constant, and no error flows
+    from a gate back into c through a peephole (the Wh and peephole terms of dh_{t-1}, dc_{t-1} and dc below).
 
     Per step, mirroring the forward (dh, dc: total gradient reaching h_t, c_t; tc = tanh(c_t), or c_t unsquashed):
         dz_o = dh ⊙ tc ⊙ o(1-o)
@@ -562,7 +585,7 @@ def backward(params, buf, dpred, lengths=None):
         Kc *= o                                               # Kc = o (1 - tanh²c_t) (+ p_o Ko):  dc += dh Kc
     else:
         np.copyto(Kc, o)                                      # Kc = o (+ p_o Ko)
-    if peep:
+    if peep and not truncate:
         np.multiply(params["p_o"].reshape(M, H, 1), Ko, out=buf.scratch[:L])
         Kc += buf.scratch[:L]
     n_g = n_sig // H                                          # σ gates before g: i, f (or i alone)
@@ -581,7 +604,8 @@ def backward(params, buf, dpred, lengths=None):
         np.copyto(k_g, i)                                     # i
     nh = 2 * H if peep else H
     WT = np.zeros((M, nh, nH + 1), W.dtype)        # dz_t and dpred_{t-1} -> dh_{t-1} (and peephole dc_{t-1})
-    WT[:, :, :nH] = W[:, :, n_in:n_in + nh].swapaxes(-1, -2)
+    if not truncate:
+        WT[:, :, :nH] = W[:, :, n_in:n_in + nh].swapaxes(-1, -2)
     WT[:, :H, nH] = params["Wy"].reshape(M, H)
     WT = WT if M > 1 else WT[0]
     dZ, dc, dcn, dhc = buf.dZ[:L], buf.dc, buf.dcn, buf.dhc
@@ -625,10 +649,10 @@ def backward(params, buf, dpred, lengths=None):
     return {k: np.stack([gm[k] for gm in per_model]) for k in params}
 
 
-def loss_and_grads(params, batch, buf=None, state=None, lengths=None):
-    """Objective ½ Σ_t (pred - y)², averaged over the batch, and its gradient; state: the initial (h, c). With
-    buf.M > 1 the batch's x and y carry a model axis, the loss is a list (one per model, over its own lengths[m]
-    steps) and each model's gradient covers its own steps."""
+def loss_and_grads(params, batch, buf=None, state=None, lengths=None, truncate=False):
+    """Objective ½ Σ_t (pred - y)², averaged over the batch, and its gradient (truncate: the paper's truncated
+    one, see backward()); state: the initial (h, c). With buf.M > 1 the batch's x and y carry a model axis, the
+    loss is a list (one per model, over its own lengths[m] steps) and each model's gradient covers its own steps."""
     if buf is None:
         buf = buffers_for(params, batch.x)
     pred, _ = forward(params, batch.x, buf, state)
@@ -638,13 +662,13 @@ def loss_and_grads(params, batch, buf=None, state=None, lengths=None):
     if buf.net.out == "sigmoid":
         dpred *= pred * (1 - pred)
     if buf.M == 1:
-        return 0.5 * float(np.sum(err * err)) / B, backward(params, buf, dpred), pred
+        return 0.5 * float(np.sum(err * err)) / B, backward(params, buf, dpred, truncate=truncate), pred
     losses = []
     for m, Lm in enumerate(lengths or [err.shape[0]] * buf.M):
         e = np.ascontiguousarray(err[:Lm, m])                # the same memory order as the model alone
         losses.append(0.5 * float(np.sum(e * e)) / B)
         dpred[Lm:, m] = 0.0
-    return losses, backward(params, buf, dpred, lengths), pred
+    return losses, backward(params, buf, dpred, lengths, truncate), pred
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -914,6 +938,684 @@ def train_many(cfg, seeds, test=None, on_eval=None, log=None):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Online learning (--learner rtrl): the paper's truncated gradient, a momentum update at every step, streams that
+# end at the first error
+# ----------------------------------------------------------------------------------------------------------------
+
+TRAIN_UNITS = 100    # a training stream that runs this many units error-free is a training success and ends there
+RTRL_DEFAULTS = {"lr": 1e-5, "max_streams": 10 ** 7, "max_steps": 10 ** 8}
+RTRL_MOMENTUM = {"delays": 0.9999, "nmsd": 0.99, "gts": 0.999, "pfg": 0.99}   # the paper's, per task
+CURVE_BINS = 40      # the learning curve: training stream n falls in bin floor(log2 n)
+CHECKPOINT_EVERY = 600.0   # seconds between checkpoints of a journaled online job
+
+
+def nmsd(cfg):
+    """The paper's NMSD: the delays task trained on one interval at a time (each starts from the zero state)."""
+    return cfg.task == "delays" and cfg.window == (1, 1)
+
+
+def rtrl_layout(net, H, n_in=1):
+    """Where each weight lives in a model's column of theta: W (nH, n_s), the fused matrix of fused_weights()
+    (rows i (f) g o, sources x, h_{t-1}, c_{t-1} (peephole cell), 1; not halved), then p_o (peephole cell), Wy,
+    by. Returns (sizes, mask): mask (nH, n_s) is 1 where W holds a weight (the peepholes: the diagonal of the c
+    columns in the i and f rows), 0 where it holds a structural zero."""
+    nH = (4 if net.forget else 3) * H
+    n_s = n_in + H + (H if net.peep else 0) + 1
+    mask = np.ones((nH, n_s))
+    if net.peep:
+        mask[:, n_in + H:n_in + 2 * H] = 0.0
+        n_pp = 2 * H if net.forget else H
+        for r in range(0, n_pp, H):
+            mask[r + np.arange(H), n_in + H + np.arange(H)] = 1.0
+    return {"nH": nH, "n_s": n_s, "W": nH * n_s, "p_o": H if net.peep else 0, "Wy": H, "by": 1}, mask
+
+
+def pack(params, net):
+    """A model's parameters as one theta column (rtrl_layout's order)."""
+    W = fused_weights(params, net)[0]
+    return np.concatenate([W.ravel()] + ([params["p_o"]] if net.peep else []) + [params["Wy"], params["by"]])
+
+
+def unpack(col, net, H, n_in=1):
+    """The inverse of pack(): a parameter dict (init_params()'s keys and shapes)."""
+    sz, _ = rtrl_layout(net, H, n_in)
+    W = col[:sz["W"]].reshape(sz["nH"], sz["n_s"])
+    p = {"Wx": W[:, :n_in].T.copy(), "Wh": W[:, n_in:n_in + H].T.copy(), "b": W[:, -1].copy()}
+    k = sz["W"]
+    if net.peep:
+        cols = np.arange(H) + n_in + H
+        p["p_i"] = W[np.arange(H), cols].copy()
+        if net.forget:
+            p["p_f"] = W[H + np.arange(H), cols].copy()
+        p["p_o"] = col[k:k + H].copy()
+        k += H
+    p["Wy"], p["by"] = col[k:k + H].copy(), col[k + H:k + H + 1].copy()
+    return {k: p[k] for k in PARAM_NAMES if k in p}
+
+
+def initial_params(cfg, seed):
+    """The initial parameters of cfg's model at seed, as train_many() draws them (init_noise included)."""
+    params = init_params(rng_for(STREAM_INIT, seed), cfg.hidden, cfg.peep, 1, cfg.forget_bias, cfg.dtype, cfg.forget,
+                         cfg.init, cfg.peep_scale)
+    if cfg.init_noise:
+        flat = np.concatenate([p.ravel() for p in params.values()])
+        flat += rng_for(STREAM_PERTURB, seed).standard_normal(flat.size) * cfg.init_noise
+        k = 0
+        for name, p in params.items():
+            params[name] = flat[k:k + p.size].reshape(p.shape)
+            k += p.size
+    return params
+
+
+def delay_tape(rng, cfg):
+    """A training tape of the delays task: (y, ends, starts) of 8 x TRAIN_UNITS longest units; starts[p] is the
+    first step of the first interval that begins after step p - 1 (where a stream that ended at p - 1 restarts)."""
+    L = 8 * TRAIN_UNITS * unit_len(cfg)
+    s = delay_stream(rng, 1, L, cfg.F, cfg.I)
+    ends = s.ends[:, 0]
+    e = np.flatnonzero(ends)
+    nxt = np.searchsorted(e, np.arange(L))                       # the first end at or after p
+    starts = np.where(nxt < e.size, e[np.minimum(nxt, e.size - 1)] + 1, L)
+    return s.y[:, 0], ends, starts
+
+
+@dataclass
+class Spec:
+    """One model of an online job: what it learns from and how. y, ends: its test stream (the task's held-out
+    stream, and for GTS and PFG also its training stream: both start at phase 0); delays: its Config when its
+    training streams are drawn (the delays task), else None; the rest: the learner's settings."""
+    key: str
+    seed: int
+    params: dict
+    y: np.ndarray
+    ends: np.ndarray
+    lr: float
+    momentum: float
+    tol: float
+    test_units: int
+    max_streams: int
+    max_steps: int
+    has_input: bool = False
+    delays: "Config" = None
+    nmsd: bool = False
+
+
+def spec_of(cfg, seed, key=None):
+    """The Spec of an online job (cfg.learner == "rtrl")."""
+    test = stream_test(cfg, max(cfg.test_units, TRAIN_UNITS))
+    n = int(np.flatnonzero(test.ends[:, 0])[cfg.test_units - 1]) + 1 if cfg.test_units < TRAIN_UNITS else None
+    y, ends = test.y[:, 0], test.ends[:, 0]
+    if cfg.task == "delays" and n:
+        y, ends = y[:n], ends[:n]
+    return Spec(key or job_key(cfg, seed), seed, initial_params(cfg, seed), y, ends, cfg.lr, cfg.momentum,
+                TASKS[cfg.task].tol, cfg.test_units, cfg.max_streams, cfg.max_steps, cfg.task == "delays",
+                cfg if cfg.task == "delays" else None, nmsd(cfg))
+
+
+# The per-model arrays of an Online job that its checkpoint holds (the model axis last); the rest is rebuilt.
+STATE = ("theta", "D", "S", "Cp", "Sens", "train", "pos", "trpos", "units", "slen", "left", "streams", "steps",
+         "ft_streams", "ft_steps", "next_stop", "final", "cur_max", "cur_run", "cur_sum", "curve_max", "curve_run",
+         "curve_sum")
+
+
+class Online:
+    """M models that learn online through one time loop, the model axis last in every array (a model's values are
+    a column and every operation is elementwise along it, so a model's bits do not depend on its companions).
+
+    Per step each model reads x_t and y_t at its own stream position, runs one step of the cell and learns with the
+    paper's truncated gradient (rtrl_layout() for the weights; s_t: the sources of every unit):
+        z = W s_t,  s_t = [x_t; h_{t-1}; c_{t-1} (peephole cell); 1]      i, f = σ(z),  g = z_g or tanh(z_g)
+        c_t = f c_{t-1} + i g,  o = σ(z_o + p_o c_t),  tc = c_t or tanh(c_t),  h_t = o tc,  pred = out(Wy h_t + by)
+        δ = (pred - y) out',  e_h = Wy δ,  dz_o = e_h tc o(1 - o),  e_c = e_h o tc'
+        sensitivities of c_t for the weights of i, f, g (row u, source m), zero at each stream's start:
+            ds_u,m = f ds_u,m + K_u s_m,   K_i = g i(1 - i),  K_f = c_{t-1} f(1 - f),  K_g = i g'
+        ∇W_u = e_c ds_u (u = i, f, g),  ∇W_o = dz_o s_t,  ∇p_o = dz_o c_t,  ∇Wy = δ h_t,  ∇by = δ
+        Δθ(t) = momentum Δθ(t-1) - lr ∇θ,   θ += Δθ(t)
+    (tc' = 1 or 1 - tc², g' = 1 or 1 - g²; the 1997 cell: f = 1.) h_{t-1} enters as a constant and no error flows
+    from a gate into c through a peephole: the paper's two cuts, so the sensitivities are per cell and exact.
+
+    The protocol: a training stream starts from the zero state and ends at its first error (|pred - y| >= tol; a
+    non-finite output is an error) or after TRAIN_UNITS error-free units (a training success); the weights move at
+    every one of its steps. After every training stream the frozen model runs its test stream from the zero state
+    until its first error or test_units units: a pass, and the model stops. A model also stops after the test of
+    its max_streams-th training stream, after the test of the stream its max_steps-th training step cut short, or
+    when its weights turn non-finite (diverged). A frozen model's gradient is computed and multiplied by 0: a test
+    whose state overflows leaves non-finite momentum, and the model diverges at its next training step."""
+
+    def __init__(self, net, H, specs, dtype="float64"):
+        self.net, self.H, self.dtype = net, H, dtype
+        self.sizes, self.mask = rtrl_layout(net, H)
+        self.specs = list(specs)
+        self.done = {}                              # key -> result of a model that stopped
+        self.elapsed, self.t, self.looked = 0.0, 0, False   # t: time steps of the loop (every model's age)
+        M = len(self.specs)
+        n_s, nH = self.sizes["n_s"], self.sizes["nH"]
+        self.rngs = [rng_for(STREAM_TRAIN, sp.seed) if sp.delays else None for sp in self.specs]
+        self.tape_states = [r.bit_generator.state if r else None for r in self.rngs]
+        a = {"theta": np.zeros((sum(v for k, v in self.sizes.items() if k not in ("nH", "n_s")), M), dtype)}
+        for m, sp in enumerate(self.specs):
+            a["theta"][:, m] = pack(sp.params, net)
+        a["D"] = np.zeros_like(a["theta"])
+        a["S"] = np.zeros((n_s, M), dtype)
+        a["S"][-1] = 1.0
+        a["Cp"] = np.zeros((H, M), dtype)
+        a["Sens"] = np.zeros((nH // H - 1, H, n_s, M), dtype)
+        a["train"] = np.ones(M, bool)
+        a["final"] = np.zeros(M, bool)
+        for k in ("pos", "trpos", "units", "slen", "streams", "steps", "cur_max", "cur_run", "cur_sum"):
+            a[k] = np.zeros(M, np.int64)
+        a["ft_streams"], a["ft_steps"], a["next_stop"] = (np.full(M, v, np.int64) for v in (-1, -1, 1))
+        a["left"] = np.array([sp.max_steps for sp in self.specs], np.int64)
+        for k in ("curve_max", "curve_run", "curve_sum"):
+            a[k] = np.zeros((CURVE_BINS, M), np.int64)
+        self.a = a
+        self._tapes()
+        a["pos"][:] = a["trpos"][:] = [0 if sp.delays else self.test_off for sp in self.specs]
+        self._bind()
+
+    # -- tapes: each model's streams as columns of (width, M) arrays, read at the flat index pos * M + m ----------
+    def _tapes(self):
+        """Every model's tape: its training tape (delays) in rows [0, test_off), its test stream from test_off
+        (also the training stream of GTS and PFG). A delays model's tape is drawn from its generator, set to its
+        tape_state first."""
+        M = len(self.specs)
+        trains = []
+        for m, sp in enumerate(self.specs):
+            if sp.delays:
+                self.rngs[m].bit_generator.state = self.tape_states[m]
+                trains.append(delay_tape(self.rngs[m], sp.delays))
+            else:
+                trains.append(None)
+        self.test_off = max([len(t[0]) for t in trains if t is not None], default=0)
+        width = self.test_off + max((len(sp.y) for sp in self.specs), default=0)
+        Y, X = np.zeros((width, M), self.dtype), np.zeros((width, M), self.dtype)
+        E = np.zeros((width, M), bool)
+        starts = np.zeros((width, M), np.int64)          # where a stream that ended at each step restarts
+        self.refill_at = np.zeros(M, np.int64)
+        for m, (sp, tr) in enumerate(zip(self.specs, trains)):
+            t = slice(self.test_off, self.test_off + len(sp.y))
+            Y[t, m], E[t, m] = sp.y, sp.ends
+            if sp.has_input:
+                X[t, m] = sp.ends
+            starts[:, m] = self.test_off
+            self.refill_at[m] = self.test_off + 1          # GTS, PFG: a training stream restarts at test_off
+            if tr is not None:
+                n = len(tr[0])
+                Y[:n, m], E[:n, m], X[:n, m], starts[:n, m] = tr[0], tr[1], tr[1], tr[2]
+                self.refill_at[m] = n - TRAIN_UNITS * unit_len(sp.delays)
+        self.Y, self.X, self.E = Y.ravel(), X.ravel(), E.ravel()
+        self.starts = (starts * M + np.arange(M)).ravel()  # as flat indices
+
+    def _refill(self, m):
+        """Draw model m's next training tape (its stream goes on from its generator); it restarts at its start."""
+        sp, M = self.specs[m], len(self.specs)
+        self.tape_states[m] = self.rngs[m].bit_generator.state
+        y, ends, starts = delay_tape(self.rngs[m], sp.delays)
+        n = len(y)
+        self.Y.reshape(-1, M)[:n, m], self.E.reshape(-1, M)[:n, m], self.X.reshape(-1, M)[:n, m] = y, ends, ends
+        self.starts.reshape(-1, M)[:n, m] = starts * M + m
+        self.w["trf"][m] = m
+
+    # -- the time loop -------------------------------------------------------------------------------------------
+    def _bind(self):
+        """The loop's work arrays and views into the state, built once per set of models (self.w)."""
+        net, H, a, M, dt, sz = self.net, self.H, self.a, len(self.specs), self.dtype, self.sizes
+        n_s, nH = sz["n_s"], sz["nH"]
+        n_sig = 2 * H if net.forget else H
+        theta = a["theta"]
+        w = {"W": theta[:sz["W"]].reshape(nH, n_s, M)}
+        k = sz["W"]
+        w["p_o"] = theta[k:k + H] if net.peep else None
+        k += sz["p_o"]
+        w["Wy"], w["by"] = theta[k:k + H], theta[k + H]
+        w["g"] = g = np.zeros_like(theta)
+        gW = g[:sz["W"]].reshape(nH, n_s, M)
+        n_g = a["Sens"].shape[0]
+        w.update(gW=gW, gW_ifg=gW[:n_sig + H].reshape(n_g, H, n_s, M), gW_o=gW[n_sig + H:],
+                 g_po=g[sz["W"]:sz["W"] + H] if net.peep else None, g_Wy=g[k:k + H], g_by=g[k + H])
+        w["mask"] = self.mask[:, :, None].astype(dt)
+        w["z"] = z = np.zeros((nH, M), dt)
+        w.update(i=z[:H], f=z[H:2 * H] if net.forget else None, g_=z[n_sig:n_sig + H], o=z[n_sig + H:],
+                 z_sig=z[:n_sig].reshape(n_g - 1, H, M), ztmp=np.zeros((nH, M), dt))
+        o_apart = net.peep or not net.squash        # o squashed on its own (after its peephole term)
+        n_t = n_sig + (H if net.squash else 0) + (0 if o_apart else H)   # the rows one tanh covers before c_t
+        half = np.full((nH, 1), 0.5, dt)
+        half[n_sig:n_sig + H] = 1.0
+        if net.peep:
+            half[n_sig + H:] = 1.0
+        sa, sb = np.full((n_t, 1), 0.5, dt), np.full((n_t, 1), 0.5, dt)
+        sa[n_sig:n_sig + H], sb[n_sig:n_sig + H] = 1.0, 0.0    # g rows: tanh(z_g) as it is
+        w.update(z_t=z[:n_t], half=half, sa=sa, sb=sb, o_apart=o_apart)
+        S = a["S"]
+        w["W_cols"], w["S_rows"] = [w["W"][:, j] for j in range(n_s)], [S[j] for j in range(n_s)]
+        w["c_prev"] = S[1 + H:1 + 2 * H] if net.peep else a["Cp"]
+        w["hc"] = hc = np.zeros((2 * H, M), dt)
+        w.update(h=hc[:H], c=hc[H:], tc=np.zeros((H, M), dt) if net.squash else hc[H:])
+        for name in ("tmpH", "tmpH2", "eh", "dzo", "es"):
+            w[name] = np.zeros((H, M), dt)
+        for name in ("out_a", "pred", "err", "dl", "y"):
+            w[name] = np.zeros(M, dt)
+        w["K3"] = K3 = np.zeros((n_g, H, 1, M), dt)
+        w.update(K_sig=K3[:n_g - 1, :, 0], K_i=K3[0, :, 0], K_g=K3[n_g - 1, :, 0],
+                 K_f=K3[1, :, 0] if net.forget else None, Stmp=np.zeros_like(a["Sens"]), S4=S[None, None],
+                 S3=S[None], tmpP=np.zeros_like(theta))
+        sp = self.specs
+        w["tol"] = np.array([s.tol for s in sp], dt)
+        w["need_train"] = np.full(M, TRAIN_UNITS, np.int64)
+        w["need_test"] = np.array([s.test_units for s in sp], np.int64)
+        w["lr_neg"] = -np.array([s.lr for s in sp], dt)
+        w["mom"] = np.array([s.momentum for s in sp], dt)
+        w["nmsd"] = np.array([s.nmsd for s in sp], bool)
+        w["any_nmsd"], w["any_delays"] = bool(w["nmsd"].any()), any(s.delays for s in sp)
+        train = a["train"]
+        w["need"] = np.where(train, w["need_train"], w["need_test"])
+        w["lr_eff"], w["mom_eff"] = w["lr_neg"] * train, np.where(train, w["mom"], 1.0).astype(dt)
+        w["base"] = np.arange(M, dtype=np.int64)
+        w["fidx"] = a["pos"] * M + w["base"]
+        w["trf"] = a["trpos"] * M + w["base"]
+        w["test_f"] = self.test_off * M + w["base"]
+        w["refill_f"] = self.refill_at * M + w["base"]
+        for name in ("ok", "endb", "done_u", "ends", "tr_end", "te_end", "tmpb", "out_b"):
+            w[name] = np.zeros(M, bool)
+        w["ival"] = np.zeros(M, np.int64)
+        self.w = w
+        self.last = {k: w[k] for k in ("tr_end", "te_end", "done_u", "pred")}
+
+    def _sync(self):
+        """The stream positions back from the loop's flat indices."""
+        M = len(self.specs)
+        if M:
+            self.a["pos"][:] = (self.w["fidx"] - self.w["base"]) // M
+            self.a["trpos"][:] = (self.w["trf"] - self.w["base"]) // M
+
+    def run(self, K):
+        """Up to K steps of every running model; returns the steps run. Stops early (self.looked) when a model
+        needs Python: a training success, a test's end that stops the model, a learning-curve bin to close. A
+        diverging model's overflows are not warned about: its non-finite weights stop it."""
+        if not self.specs:
+            return 0
+        with np.errstate(all="ignore"):
+            return self._run(K)
+
+    def _run(self, K):
+        net, H, a, w, M = self.net, self.H, self.a, self.w, len(self.specs)
+        dt = self.dtype
+        peep, forget, squash, sig_out, o_apart = net.peep, net.forget, net.squash, net.out == "sigmoid", w["o_apart"]
+        theta, D, S, Sens, g_all, tmpP = a["theta"], a["D"], a["S"], a["Sens"], w["g"], w["tmpP"]
+        W_cols, S_rows, z, ztmp, half, z_t, sa, sb = (w[k] for k in ("W_cols", "S_rows", "z", "ztmp", "half", "z_t",
+                                                                      "sa", "sb"))
+        i, f, g, o, z_sig, c_prev = (w[k] for k in ("i", "f", "g_", "o", "z_sig", "c_prev"))
+        hc, h, c, tc, tmpH, tmpH2, eh, dzo, es = (w[k] for k in ("hc", "h", "c", "tc", "tmpH", "tmpH2", "eh", "dzo",
+                                                                 "es"))
+        p_o, Wy, by, out_a, pred, err, dl, y = (w[k] for k in ("p_o", "Wy", "by", "out_a", "pred", "err", "dl", "y"))
+        K3, K_sig, K_i, K_f, K_g, Stmp, S4, S3 = (w[k] for k in ("K3", "K_sig", "K_i", "K_f", "K_g", "Stmp", "S4",
+                                                                 "S3"))
+        gW, gW_ifg, gW_o, g_po, g_Wy, g_by, mask = (w[k] for k in ("gW", "gW_ifg", "gW_o", "g_po", "g_Wy", "g_by",
+                                                                   "mask"))
+        f4, es4, dzo3 = (f[None, :, None] if forget else None), w["es"][None, :, None], w["dzo"][:, None]
+        tol, need, need_train, need_test, lr_neg, lr_eff, mom, mom_eff = (
+            w[k] for k in ("tol", "need", "need_train", "need_test", "lr_neg", "lr_eff", "mom", "mom_eff"))
+        nmsd_m, any_nmsd, any_delays = w["nmsd"], w["any_nmsd"], w["any_delays"]
+        fidx, trf, test_f, refill_f = w["fidx"], w["trf"], w["test_f"], w["refill_f"]
+        ok, endb, done_u, ends, tr_end, te_end, tmpb, out_b, ival = (
+            w[k] for k in ("ok", "endb", "done_u", "ends", "tr_end", "te_end", "tmpb", "out_b", "ival"))
+        train, units, slen, left = a["train"], a["units"], a["slen"], a["left"]
+        streams, steps, next_stop = a["streams"], a["steps"], a["next_stop"]
+        cur_max, cur_run, cur_sum = a["cur_max"], a["cur_run"], a["cur_sum"]
+        x, hs, Y, X, E, starts = S[0], S[1:-1], self.Y, self.X, self.E, self.starts
+        Mi, one, half_, one_ = np.array(M, np.int64), np.array(1, np.int64), np.array(0.5, dt), np.array(1.0, dt)
+        nz = np.count_nonzero
+        n = 0
+        while n < K:
+            n += 1
+            # the stream: x_t, y_t and whether a unit ends, at every model's own position
+            Y.take(fidx, None, y, "wrap")           # (methods and 0-d constants: cheaper calls)
+            X.take(fidx, None, x, "wrap")
+            E.take(fidx, None, endb, "wrap")
+            # forward; z = W s_t summed over the sources in a fixed order
+            np.multiply(W_cols[0], S_rows[0], z)
+            for Wj, sj in zip(W_cols[1:], S_rows[1:]):
+                np.multiply(Wj, sj, ztmp)
+                np.add(z, ztmp, z)
+            np.multiply(z, half, z)                  # the σ rows halved: σ(a) = (1 + tanh(a/2)) / 2
+            np.tanh(z_t, z_t)
+            np.multiply(z_t, sa, z_t)
+            np.add(z_t, sb, z_t)
+            np.multiply(i, g, tmpH)
+            if forget:
+                np.multiply(f, c_prev, c)
+                np.add(c, tmpH, c)                   # c_t = f c_{t-1} + i g
+            else:
+                np.add(c_prev, tmpH, c)              # c_t = c_{t-1} + i g
+            if peep:
+                np.multiply(p_o, c, tmpH)
+                np.add(o, tmpH, o)
+                np.multiply(o, half_, o)
+            if o_apart:
+                np.tanh(o, o)
+                np.multiply(o, half_, o)
+                np.add(o, half_, o)                    # o = σ(z_o + p_o c_t)
+            if squash:
+                np.tanh(c, tc)
+            np.multiply(o, tc, h)                    # h_t = o tc
+            np.multiply(Wy[0], h[0], out_a)
+            for j in range(1, H):
+                np.multiply(Wy[j], h[j], tmpH2[0])
+                np.add(out_a, tmpH2[0], out_a)
+            if sig_out:
+                np.add(out_a, by, pred)
+                np.multiply(pred, half_, pred)
+                np.tanh(pred, pred)
+                np.multiply(pred, half_, pred)
+                np.add(pred, half_, pred)
+            else:
+                np.add(out_a, by, pred)
+            np.subtract(pred, y, err)
+            np.abs(err, dl)
+            np.less(dl, tol, ok)                     # NaN is not ok
+            # the truncated gradient
+            if sig_out:
+                np.subtract(one_, pred, dl)
+                np.multiply(dl, pred, dl)
+                np.multiply(dl, err, dl)             # δ = (pred - y) pred (1 - pred)
+            else:
+                np.copyto(dl, err)
+            np.multiply(Wy, dl, eh)                  # e_h
+            np.subtract(one_, o, dzo)
+            np.multiply(dzo, o, dzo)
+            np.multiply(dzo, tc, dzo)
+            np.multiply(dzo, eh, dzo)                # dz_o = e_h tc o (1 - o)
+            np.multiply(eh, o, es)
+            if squash:
+                np.multiply(tc, tc, tmpH)
+                np.subtract(one_, tmpH, tmpH)
+                np.multiply(es, tmpH, es)            # e_c = e_h o tc'
+            np.subtract(one_, z_sig, K_sig)
+            np.multiply(K_sig, z_sig, K_sig)         # i (1 - i), f (1 - f)
+            np.multiply(K_i, g, K_i)
+            if forget:
+                np.multiply(K_f, c_prev, K_f)
+                np.multiply(Sens, f4, Sens)
+            if squash:
+                np.multiply(g, g, K_g)
+                np.subtract(one_, K_g, K_g)
+                np.multiply(K_g, i, K_g)
+            else:
+                np.copyto(K_g, i)
+            np.multiply(K3, S4, Stmp)
+            np.add(Sens, Stmp, Sens)                 # ds = f ds + K s_t
+            np.multiply(es4, Sens, gW_ifg)
+            np.multiply(dzo3, S3, gW_o)
+            np.multiply(gW, mask, gW)
+            if peep:
+                np.multiply(dzo, c, g_po)
+            np.multiply(dl, h, g_Wy)
+            np.copyto(g_by, dl)
+            # the update of the training models: Δθ = momentum Δθ - lr ∇θ, θ += Δθ
+            np.multiply(g_all, lr_eff, tmpP)
+            np.multiply(D, mom_eff, D)
+            np.add(D, tmpP, D)
+            np.multiply(D, train, tmpP)
+            np.add(theta, tmpP, theta)
+            # the next step's sources
+            if peep:
+                np.copyto(hs, hc)
+            else:
+                np.copyto(hs, h)
+                np.copyto(c_prev, c)
+            # the protocol
+            np.add(fidx, Mi, fidx)
+            np.add(slen, one, slen)
+            np.logical_and(endb, ok, tmpb)
+            np.add(units, tmpb, units)
+            np.greater_equal(units, need, done_u)
+            np.subtract(left, train, left)
+            np.less_equal(left, 0, out_b)            # the step budget: the stream is cut here, then tested
+            np.logical_not(ok, ends)
+            np.logical_or(ends, done_u, ends)
+            np.logical_or(ends, out_b, ends)
+            if any_nmsd:                             # NMSD: every training interval starts from the zero state
+                np.logical_and(endb, nmsd_m, tmpb)
+                np.logical_and(tmpb, train, tmpb)
+                np.logical_not(tmpb, tmpb)
+                np.multiply(hs, tmpb, hs)
+                if not peep:
+                    np.multiply(c_prev, tmpb, c_prev)
+                np.multiply(Sens, tmpb, Sens)
+            if not nz(ends):
+                continue
+            # streams that ended: a training stream's test starts; after a failed test, a new training stream
+            np.logical_and(ends, train, tr_end)
+            np.logical_xor(ends, tr_end, te_end)
+            np.add(streams, tr_end, streams)
+            np.multiply(slen, tr_end, ival)
+            np.add(steps, ival, steps)
+            np.greater_equal(streams, next_stop, tmpb)
+            np.logical_and(tmpb, ends, tmpb)
+            np.logical_and(out_b, tr_end, out_b)
+            self.looked = bool(nz(tmpb) or nz(out_b) or nz(done_u)) or not math.isfinite(np.dot(pred, pred))
+            if self.looked:                          # a curve bin closes before this stream enters it
+                self._close_bins(tmpb & tr_end, out_b)
+            np.multiply(units, tr_end, ival)
+            np.maximum(cur_max, ival, out=cur_max)      # the learning curve: longest and mean error-free run
+            np.subtract(slen, ok, ival)
+            np.multiply(ival, tr_end, ival)
+            np.maximum(cur_run, ival, out=cur_run)
+            np.add(cur_sum, ival, cur_sum)
+            if any_delays:                           # the next training stream: the tape's next interval
+                np.subtract(fidx, Mi, ival)
+                starts.take(ival, None, ival, "wrap")
+                np.copyto(trf, ival, where=tr_end)
+                np.greater(trf, refill_f, tmpb)
+                np.logical_and(tmpb, tr_end, tmpb)
+                if nz(tmpb):
+                    for m in np.flatnonzero(tmpb):
+                        self._refill(m)
+            np.logical_xor(train, ends, train)
+            np.copyto(fidx, test_f, where=tr_end)
+            np.copyto(fidx, trf, where=te_end)
+            np.logical_not(ends, tmpb)
+            np.multiply(units, tmpb, units)
+            np.multiply(slen, tmpb, slen)
+            np.multiply(hs, tmpb, hs)                # the zero state
+            if not peep:
+                np.multiply(c_prev, tmpb, c_prev)
+            np.multiply(Sens, tmpb, Sens)
+            np.copyto(need, need_test, where=tr_end)
+            np.copyto(need, need_train, where=te_end)
+            np.multiply(lr_neg, train, lr_eff)
+            np.copyto(mom_eff, one_)
+            np.copyto(mom_eff, mom, where=train)
+            if self.looked:
+                break
+        self.t += n
+        return n
+
+    # -- Python's part: what run() stopped for -------------------------------------------------------------------
+    def _close_bins(self, hit, out_of_steps):
+        """Models whose training stream number reached next_stop: at a power of two close the learning curve's bin
+        before it; at the budget (streams or steps) mark the stream the last (its test is the model's last)."""
+        a = self.a
+        for m in np.flatnonzero(hit | out_of_steps):
+            n = int(a["streams"][m])
+            if hit[m] and n & (n - 1) == 0 and n > 1:
+                b = n.bit_length() - 2               # streams [2^b, 2^(b+1)) are complete
+                for k in ("max", "run", "sum"):
+                    a["curve_" + k][b, m], a["cur_" + k][m] = a["cur_" + k][m], 0
+            if out_of_steps[m] or a["final"][m] or n >= self.specs[m].max_streams:
+                a["final"][m], a["next_stop"][m], a["left"][m] = True, n, np.iinfo(np.int64).max
+            else:
+                a["next_stop"][m] = min(1 << n.bit_length(), self.specs[m].max_streams)
+
+    def look(self):
+        """After run() stopped for Python: record first training successes; stop the models that passed their
+        test, that ended the test of their budget's last stream, or whose weights turned non-finite."""
+        a, last = self.a, self.last
+        self.looked = False
+        tr_end, te_end, done_u = last["tr_end"], last["te_end"], last["done_u"]
+        for m in np.flatnonzero(tr_end & done_u & (a["ft_streams"] < 0)):
+            a["ft_streams"][m], a["ft_steps"][m] = a["streams"][m], a["steps"][m]
+        stop = {int(m): "passed" for m in np.flatnonzero(te_end & done_u)}
+        for m in np.flatnonzero(te_end & a["final"]):
+            stop.setdefault(int(m), "budget")
+        for m in np.flatnonzero(~np.isfinite(last["pred"])):
+            if not np.isfinite(a["theta"][:, m]).all():
+                stop[int(m)] = "diverged"
+        if stop:
+            self._finish(stop)
+
+    def result(self, m, outcome):
+        """Model m's record: its outcome, counters, learning curve and weights."""
+        a, sp = self.a, self.specs[m]
+        n = int(a["streams"][m])
+        curve = {k: a["curve_" + k][:, m].copy() for k in ("max", "run", "sum")}
+        if n:
+            b = n.bit_length() - 1                   # the open bin
+            for k in ("max", "run", "sum"):
+                curve[k][b] = a["cur_" + k][m]
+        count = [max(0, min(n, 2 ** (b + 1) - 1) - 2 ** b + 1) for b in range(CURVE_BINS)]
+        nb = sum(c > 0 for c in count)
+        first = lambda s, t: None if s < 0 else {"streams": int(s), "steps": int(t)}
+        steps = int(a["steps"][m])
+        return {"key": sp.key, "seed": sp.seed, "outcome": outcome, "streams": n, "steps": steps,
+                "test_steps": self.t - steps - (int(a["slen"][m]) if a["train"][m] else 0),
+                "first_train_success": first(a["ft_streams"][m], a["ft_steps"][m]),
+                "first_pass": {"streams": n, "steps": steps} if outcome == "passed" else None,
+                "longest_units": int(curve["max"].max()), "longest_steps": int(curve["run"].max()),
+                "curve": {"streams": count[:nb], "max_units": curve["max"][:nb].tolist(),
+                          "max_steps": curve["run"][:nb].tolist(),
+                          "mean_steps": [s / c for s, c in zip(curve["sum"][:nb].tolist(), count[:nb])]},
+                "params": unpack(a["theta"][:, m].astype(np.float64), self.net, self.H)}
+
+    def _finish(self, stop):
+        """Record the stopped models' results and drop them from every array."""
+        for m, outcome in stop.items():
+            self.done[self.specs[m].key] = self.result(m, outcome)
+        self._sync()
+        M = len(self.specs)
+        keep = [m for m in range(M) if m not in stop]
+        for k in STATE:
+            self.a[k] = np.ascontiguousarray(self.a[k][..., keep])
+        cols = lambda v: np.ascontiguousarray(v.reshape(-1, M)[:, keep])
+        self.Y, self.X, self.E = cols(self.Y).ravel(), cols(self.X).ravel(), cols(self.E).ravel()
+        self.starts = ((cols(self.starts) - np.arange(M)[keep]) // M * len(keep) + np.arange(len(keep))).ravel()
+        self.refill_at = self.refill_at[keep]
+        self.specs = [self.specs[m] for m in keep]
+        self.rngs = [self.rngs[m] for m in keep]
+        self.tape_states = [self.tape_states[m] for m in keep]
+        self._bind()
+
+    # -- checkpoints: the whole state of the running models and the results of the stopped ones -----------------
+    def save(self, path):
+        """Write the job's state to path (.npz, compressed, atomically): every STATE array, the generators of the
+        delays streams (now and when their tape was drawn), the loop's age and the stopped models' results."""
+        self._sync()
+        meta = {"code": CODE, "keys": [sp.key for sp in self.specs], "elapsed": self.elapsed, "t": self.t,
+                "rngs": [r.bit_generator.state if r else None for r in self.rngs], "tape_states": self.tape_states,
+                "done": {k: {**r, "params": {n: v.tolist() for n, v in r["params"].items()}}
+                         for k, r in self.done.items()}}
+        write_atomic(path, lambda fh: np.savez_compressed(fh, meta=json.dumps(meta), **{k: self.a[k] for k in STATE}))
+
+    @classmethod
+    def restore(cls, path, net, H, specs, dtype="float64"):
+        """The job of specs as its checkpoint at path left it; BadGrid if it cannot be read or is another job's."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta, arrays = json.loads(str(z["meta"])), {k: z[k] for k in STATE}
+        except Exception as e:
+            raise BadGrid(f"checkpoint {path} cannot be read ({type(e).__name__}): delete it to start over") from None
+        by_key = {sp.key: sp for sp in specs}
+        if meta["code"] != CODE or not set(meta["keys"]) | set(meta["done"]) <= set(by_key):
+            raise BadGrid(f"checkpoint {path} is another job's or another code version's ({meta['code']}; this code "
+                          f"{CODE}): delete it to start over")
+        eng = cls(net, H, [by_key[k] for k in meta["keys"]], dtype)
+        eng.tape_states = meta["tape_states"]
+        eng._tapes()                                 # the delays tapes as they were drawn, then the generators now
+        for r, st in zip(eng.rngs, meta["rngs"]):
+            if r:
+                r.bit_generator.state = st
+        eng.a.update(arrays)
+        eng.elapsed, eng.t = meta["elapsed"], meta["t"]
+        eng.done = {k: {**r, "params": {n: np.array(v) for n, v in r["params"].items()}}
+                    for k, r in meta["done"].items()}
+        eng._bind()
+        return eng
+
+
+def online_grads(params, net, x, y):
+    """Σ_t of the online learner's per-step gradients over one stream from the zero state with the weights held
+    fixed (learning rate 0): x (L,) input spikes (0 or 1), y (L,) targets. Equal to truncated BPTT of the window
+    (backward(truncate=True)); the gradient check compares the two."""
+    H = params["Wh"].shape[0]
+    spec = Spec("window", 0, params, np.asarray(y, np.float64), np.asarray(x, np.float64), lr=0.0, momentum=0.0,
+                tol=np.inf, test_units=len(x) + 1, max_streams=1, max_steps=len(x) + 1, has_input=True)
+    eng, total = Online(net, H, [spec]), 0.0
+    for _ in range(len(x)):
+        eng.run(1)
+        total = total + eng.w["g"][:, 0]
+    return unpack(total, net, H)
+
+
+STOP = []   # signals a running online job received: it checkpoints and stops at its next chunk
+
+
+def train_online(jobs, log=None, ckpt=None, every=None, chunk=2000, specs=None):
+    """Online learning of jobs [(cfg, seed)] of one network shape (each its own task, recipe and stream) through one
+    time loop; returns ([result] in the order of jobs, seconds spent). With ckpt a path it resumes from it if it
+    exists, writes it every `every` seconds (CHECKPOINT_EVERY) and when a signal arrives (STOP), then raises
+    Interrupted. log(str): progress lines. specs: the jobs' Specs, if not spec_of()'s (tests set weights by hand)."""
+    every = CHECKPOINT_EVERY if every is None else every
+    cfg0 = jobs[0][0]
+    net, H = net_of(cfg0), cfg0.hidden
+    specs = specs or [spec_of(cfg, seed) for cfg, seed in jobs]
+    if ckpt and os.path.exists(ckpt):
+        eng = Online.restore(ckpt, net, H, specs, cfg0.dtype)
+        if log:
+            log(f"resuming {ckpt}: {len(eng.done)} of {len(specs)} models done, {eng.elapsed:.0f}s in")
+    else:
+        eng = Online(net, H, specs, cfg0.dtype)
+    budget = sum(sp.max_steps for sp in specs)
+    t0, e0 = time.perf_counter(), eng.elapsed
+    RUNNING.append(True)
+    try:
+        return _online_loop(eng, specs, budget, t0, e0, log, ckpt, every, chunk)
+    finally:
+        RUNNING.pop()
+
+
+def _online_loop(eng, specs, budget, t0, e0, log, ckpt, every, chunk):
+    """train_online()'s loop: chunks of steps, Python's looks, checkpoints and progress lines."""
+    last_ck = last_log = t0
+    while eng.specs:
+        eng.run(chunk)
+        if eng.looked:
+            eng.look()
+        now = time.perf_counter()
+        eng.elapsed = e0 + now - t0
+        if ckpt and (STOP or now - last_ck >= every):
+            eng.save(ckpt)
+            last_ck = now
+        if STOP:
+            raise Interrupted(f"interrupted: checkpoint {ckpt} holds the job" if ckpt else
+                              "interrupted: nothing written (an online job checkpoints only beside a journal)")
+        if log and (now - last_log >= 10 or not eng.specs):
+            last_log = now
+            a = eng.a
+            steps = int(a["steps"].sum() + sum(r["steps"] for r in eng.done.values()))
+            spent = steps + sum(sp.max_steps - r["steps"] for sp in specs for r in [eng.done.get(sp.key)] if r)
+            longest = max([int(a["curve_max"].max(initial=0)), int(a["cur_max"].max(initial=0))]
+                          + [r["longest_units"] for r in eng.done.values()])
+            eta = eng.elapsed / max(spent, 1) * (budget - spent)
+            log(f"online: {int(a['streams'].sum()) + sum(r['streams'] for r in eng.done.values())} streams, "
+                f"{steps / 1e6:.2f} M steps, longest {longest} units, {len(eng.done)}/{len(specs)} models done "
+                f"({sum(r['outcome'] == 'passed' for r in eng.done.values())} passed)  {eng.elapsed:.0f}s  "
+                f"eta <= {eta:.0f}s")
+    if ckpt:
+        eng.save(ckpt)
+    return [eng.done[sp.key] for sp in specs], eng.elapsed
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Gradient check
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -986,10 +1688,15 @@ def code_version():
 CODE = code_version()  # the code this process runs: read at import, so a later edit of the file does not change it
 
 
-def grid_job(cfg, seeds):
+def grid_job(cfg, seeds, online=None):
     """A worker's task, self-contained (a Config and seeds in, plain data out): the models of seeds trained through
-    one time loop (train_many), and for each ("done", run, params, best_params, code) or, for a diverged model,
-    ("diverged", message, code)."""
+    one time loop (train_many; an online job: online_job), and for each ("done", run, params, best_params, code)
+    or, for a diverged model, ("diverged", message, code). cfg may be a list, one per seed (an online job); online:
+    {"ckpt": path or None, "every": seconds between checkpoints, "log": progress lines or not}."""
+    if isinstance(cfg, list) or cfg.learner == "rtrl":
+        o = online or {}
+        return online_job(cfg if isinstance(cfg, list) else [cfg] * len(seeds), seeds, o.get("ckpt"),
+                          print if o.get("log") else None, o.get("every"))
     t0 = time.perf_counter()
     trained = train_many(cfg, seeds)
     wall, code, out = (time.perf_counter() - t0) / len(seeds), CODE, []
@@ -1005,9 +1712,42 @@ def grid_job(cfg, seeds):
     return out
 
 
+def online_job(cfgs, seeds, ckpt=None, log=None, every=None):
+    """grid_job() of an online job: train_online(), then each model's final weights re-scored as train_many()
+    scores its models (evaluate() on the test stream, PFG's long run included); the learner's record is
+    run["online"] (train_online()'s result without the weights)."""
+    results, elapsed = train_online(list(zip(cfgs, seeds)), log, ckpt, every)
+    out = []
+    for cfg, seed, r in zip(cfgs, seeds, results):
+        if r["outcome"] == "diverged":
+            out.append(("diverged", f"seed {seed}: non-finite weights after {r['streams']} training streams "
+                                    f"({r['steps']} steps)", CODE))
+            continue
+        final = evaluate(r["params"], test_set(cfg, TASKS[cfg.task].long * cfg.test_units), net_of(cfg), cfg)
+        run = {"seed": seed, "variant": cell_name(cfg.peep, cfg.forget), "task": cfg.task, "final": final,
+               "best": {"iter": None, **final}, "seen": r["streams"], "steps": r["steps"],
+               "wall_time": elapsed / len(seeds), "models_per_process": len(seeds),
+               "online": {k: v for k, v in r.items() if k not in ("key", "seed", "params")}, "history": []}
+        out.append(("done", run, r["params"], r["params"], CODE))
+    return out
+
+
+RUNNING = []   # non-empty while this process runs an online job: a signal then asks it to checkpoint (STOP)
+
+
+def on_stop_signal(signum, frame):
+    """SIGTERM and SIGINT: an online job checkpoints at its next chunk and stops; anything else stops now."""
+    STOP.append(signum)
+    if not RUNNING:
+        raise KeyboardInterrupt
+
+
 def _worker_init():
-    """Pool workers leave Ctrl-C to the main process, and die with it even when it is SIGKILLed (Linux)."""
+    """Pool workers leave Ctrl-C to the main process, and die with it even when it is SIGKILLed (Linux); an online
+    job checkpoints first."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: STOP.append(signum) if RUNNING else os._exit(128 + signum))
+    IN_WORKER.append(True)
     try:
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)       # PR_SET_PDEATHSIG
@@ -1015,13 +1755,21 @@ def _worker_init():
         pass
 
 
+IN_WORKER = []
+
+
 def _call(batch):
-    ks, cfg, seeds = batch
-    return ks, grid_job(cfg, seeds)
+    ks, cfg, seeds, online = batch
+    try:
+        return ks, grid_job(cfg, seeds, online)
+    except Interrupted:
+        if IN_WORKER:                                   # the checkpoint is written; the pool is being stopped
+            os._exit(1)
+        raise
 
 
 def execute(batches, workers=1, scheduler=None):
-    """Yield (ks, grid_job results) for batches [(ks, cfg, seeds)] as they finish: in this process (workers == 1),
+    """Yield (ks, grid_job results) for batches [(ks, cfg, seeds, online)] as they finish: in this process (workers == 1),
     in a pool of spawned processes, or on the dask.distributed cluster at `scheduler`. Leaving early (an exception,
     an interrupt, close()) stops the pool's workers or cancels the cluster's futures: no orphans."""
     if scheduler:
@@ -1029,7 +1777,7 @@ def execute(batches, workers=1, scheduler=None):
         client = Client(scheduler, timeout="20s")
         futures = {}
         try:
-            futures = {client.submit(grid_job, cfg, seeds, pure=False): ks for ks, cfg, seeds in batches}
+            futures = {client.submit(grid_job, cfg, seeds, o, pure=False): ks for ks, cfg, seeds, o in batches}
             for fut in completed(futures):
                 yield futures[fut], fut.result()
         finally:
@@ -1057,7 +1805,7 @@ class Interrupted(Exception):
 
 
 def job_key(cfg, seed):
-    return json.dumps([asdict(cfg), seed], sort_keys=True)
+    return json.dumps([config_dict(cfg), seed], sort_keys=True)
 
 
 def read_journal(path):
@@ -1120,7 +1868,7 @@ class Journal:
 
 def journal_record(cfg, seed, res):
     """The journal line of one finished job (parameters as lists: any model of a grid can be rebuilt)."""
-    rec = {"key": job_key(cfg, seed), "config": asdict(cfg), "seed": seed, "cell": cell_name(cfg.peep, cfg.forget)}
+    rec = {"key": job_key(cfg, seed), "config": config_dict(cfg), "seed": seed, "cell": cell_name(cfg.peep, cfg.forget)}
     if res[0] == "diverged":
         return {"kind": "diverged", **rec, "message": res[1], "code": res[2]}
     _, run, params, best, code = res
@@ -1129,7 +1877,7 @@ def journal_record(cfg, seed, res):
 
 
 def batch_jobs(todo, models=None):
-    """Group [(k, cfg, seed)] into batches [(ks, cfg, seeds)] of jobs that differ only in their seed, at most
+    """Group [(k, cfg, seed)] into batches [(ks, cfg, seeds, None)] of jobs that differ only in their seed, at most
     `models` in a batch (None: MODELS_PER_PROCESS(cfg)), in order of their first job."""
     groups = {}
     for k, cfg, seed in todo:
@@ -1139,7 +1887,32 @@ def batch_jobs(todo, models=None):
         size = models or MODELS_PER_PROCESS(cfg)
         for j in range(0, len(ks), size):
             part = ks[j:j + size]
-            batches.append(([k for k, _ in part], cfg, [s for _, s in part]))
+            batches.append(([k for k, _ in part], cfg, [s for _, s in part], None))
+    return sorted(batches, key=lambda b: b[0][0])
+
+
+ONLINE_MODELS = 256   # models of one online job (one time loop), by default: see bench/bench_online.py
+
+
+def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False):
+    """Online jobs [(k, cfg, seed)] of the whole grid (done ones included, so a resumed grid forms the same
+    batches) grouped by network shape: models of different tasks and recipes share a time loop. Returns the
+    batches [(ks, cfgs, seeds, grid_job's online options)] that hold a job not in `done` (a set of k); each
+    checkpoints to ckpt_dir/HASH.npz, HASH naming its jobs."""
+    groups = {}
+    for k, cfg, seed in jobs:
+        groups.setdefault((net_of(cfg), cfg.hidden, cfg.dtype), []).append((k, cfg, seed))
+    batches = []
+    for part in groups.values():
+        size = models or ONLINE_MODELS
+        for j in range(0, len(part), size):
+            b = part[j:j + size]
+            if all(k in done for k, _, _ in b):
+                continue
+            name = hashlib.sha256("\n".join(job_key(c, s) for _, c, s in b).encode()).hexdigest()[:16]
+            batches.append(([k for k, _, _ in b], [c for _, c, _ in b], [s for _, _, s in b],
+                            {"ckpt": os.path.join(ckpt_dir, name + ".npz") if ckpt_dir else None, "every": every,
+                             "log": log}))
     return sorted(batches, key=lambda b: b[0][0])
 
 
@@ -1149,7 +1922,7 @@ MODELS_PER_PROCESS = lambda cfg: 16 if cfg.hidden * (1 if cfg.task in GENERATION
 
 
 def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=None, grid=None, log=print,
-             quiet=False, models=None):
+             quiet=False, models=None, checkpoint_every=None):
     """Train jobs [(cfg, seed)] and return [grid_job result or journal record] in the input order. Jobs that
     differ only in their seed train together, `models` at a time (batch_jobs); each model's result is bit-identical
     to training it alone.
@@ -1173,7 +1946,11 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
             log(f"resuming {out}: {sum(r is not None for r in results)} of {n} runs done"
                 + ("; dropped a truncated last record" if journal.dropped else ""))
     todo = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if results[k] is None]
-    batches = batch_jobs(todo, models)
+    online = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if cfg.learner == "rtrl"]
+    batches = batch_jobs([j for j in todo if j[1].learner != "rtrl"], models) + \
+        online_batches(online, {k for k in range(n) if results[k] is not None}, models,
+                       out + ".ckpt" if journal else None, checkpoint_every, not quiet)
+    ckpts = {tuple(b[0]): b[3]["ckpt"] for b in batches if b[3]}
     t0, n_done, n_todo = time.perf_counter(), n - len(todo), len(todo)
     here = CODE
     try:
@@ -1181,6 +1958,8 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
         for ks, batch in execute(batches, min(workers, max(1, len(batches))), scheduler):
             for k, res in zip(ks, batch):
                 cfg, seed = jobs[k]
+                if results[k] is not None:                  # an online batch retrained a run the journal holds
+                    continue
                 if res[-1] != here:
                     raise BadGrid(f"a worker ran code {res[-1]}, this process {here}: install the same module "
                                   "everywhere")
@@ -1196,8 +1975,11 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
                             else f"DIVERGED: {res[1]}")
                     log(f"[{n_done}/{n}] {setting_label(cfg)} {cell_name(cfg.peep, cfg.forget):11s} seed {seed:3d}  "
                         f"{what}  elapsed {el:.0f}s  eta {el / i * (n_todo - i):.0f}s")
-    except KeyboardInterrupt:
-        saved = f"{n_done} of {n} runs are in {out}; resume with the same command and --resume" if journal else \
+            if ckpts.get(tuple(ks)) and os.path.exists(ckpts[tuple(ks)]):
+                os.unlink(ckpts[tuple(ks)])                # its runs are in the journal now
+    except (KeyboardInterrupt, Interrupted):
+        saved = f"{n_done} of {n} runs are in {out}" + (f" and the online jobs' checkpoints in {out}.ckpt" if any(
+            ckpts.values()) else "") + "; resume with the same command and --resume" if journal else \
             f"{n_done} of {n} runs were done and nothing is written (--out X.jsonl keeps finished runs)"
         raise Interrupted(f"interrupted: {saved}") from None
     return results
@@ -1222,11 +2004,13 @@ def setting_label(cfg):
     """A job's task setting, training window and network, and any recipe value off its default, for progress lines
     and report rows."""
     w = f" w={'-'.join(map(str, dict.fromkeys(cfg.window)))}" if cfg.window else ""
-    default = Config(task=cfg.task, arch=cfg.arch, init=cfg.init, forget=cfg.forget)
+    default = Config(task=cfg.task, arch=cfg.arch, init=cfg.init, forget=cfg.forget, learner=cfg.learner,
+                     window=cfg.window if cfg.learner == "rtrl" else None)
     off = "".join(f" {k}={getattr(cfg, k)}" for k in ("batch", "iters", "lr", "lr_decay_factor", "lr_decay_every",
-                                                        "clip", "peep_scale", "init_noise")
+                                                        "clip", "peep_scale", "init_noise") + RTRL_ONLY
                   if getattr(cfg, k) != getattr(default, k))
-    return f"{task_label(cfg)}{w} {cfg.arch}/{cfg.init} H={cfg.hidden}{off}"
+    learner = " rtrl" if cfg.learner == "rtrl" else ""
+    return f"{task_label(cfg)}{w} {cfg.arch}/{cfg.init} H={cfg.hidden}{learner}{off}"
 
 
 def expand_setting(setting, where):
@@ -1364,7 +2148,7 @@ def write_json(path, obj):
 
 def save_model(path, params, cfg, run, best_params=None):
     """The parameters (and the best checkpoint's, as best_*) with the config, Net and run record as JSON meta."""
-    meta = {"config": asdict(cfg), "net": asdict(net_of(cfg)), "seed": run["seed"], "final": run["final"],
+    meta = {"config": config_dict(cfg), "net": asdict(net_of(cfg)), "seed": run["seed"], "final": run["final"],
             "best": run.get("best"), "history": run["history"]}
     best = {"best_" + k: v for k, v in (best_params or {}).items()}
     write_atomic(path, lambda fh: np.savez(fh, meta=json.dumps(meta), **params, **best))
@@ -1797,6 +2581,13 @@ def finite_float(s):
     return v
 
 
+def positive_float(s):
+    v = finite_float(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
+    return v
+
+
 def int_set(s):
     """'0,1', '0-2', '0-10' -> a sorted tuple of distinct non-negative ints (the I set)."""
     try:
@@ -1858,6 +2649,13 @@ def recipe_parser(description):
     tr.add_argument("--lr-decay-factor", type=finite_float, help=f"({d('msd', 'lr_decay_factor')})")
     tr.add_argument("--lr-decay-every", type=positive_int, help=f"({d('msd', 'lr_decay_every')})")
     tr.add_argument("--clip", type=finite_float, help=f"global L2 gradient norm bound ({d('msd', 'clip')})")
+    on = ap.add_argument_group("learner (--learner rtrl: the paper's online learning; its defaults are the paper's)")
+    on.add_argument("--learner", choices=("bptt", "rtrl"), help="bptt (default): BPTT + Adam on windows; rtrl: "
+                    "online truncated-gradient learning with momentum, streams that end at the first error")
+    on.add_argument("--momentum", type=finite_float, help="rtrl: momentum (delays 0.9999, with --window 1 0.99; "
+                    "gts 0.999; pfg 0.99); its --lr defaults to 1e-5")
+    on.add_argument("--max-streams", type=positive_int, help="rtrl: training streams per model (10^7)")
+    on.add_argument("--max-steps", type=positive_int, help="rtrl: training time steps per model (10^8)")
     ev = ap.add_argument_group("evaluation")
     ev.add_argument("--n-test", type=positive_int, help=f"msd: held-out sequences ({d('msd', 'n_test')})")
     ev.add_argument("--test-units", type=positive_int, help="streams: units in the free-run test (1000)")
@@ -1883,6 +2681,9 @@ def build_parser():
     grid.add_argument("--resume", action="store_true", help="skip the runs an --out X.jsonl journal already holds")
     grid.add_argument("--append", action="store_true", help="add to an --out X.jsonl journal of another grid or code")
     grid.add_argument("--scheduler", metavar="ADDRESS", help="run the jobs on this dask.distributed scheduler")
+    grid.add_argument("--checkpoint-every", type=positive_float, metavar="SECONDS", help="online jobs "
+                      f"(--learner rtrl) beside an --out X.jsonl journal: seconds between checkpoints in X.jsonl.ckpt/ "
+                      f"(default {CHECKPOINT_EVERY:.0f}; also at SIGTERM and SIGINT)")
     grid.add_argument("--models", type=positive_int, help="models of one setting trained through one time loop per "
                       "process (default: 16 when hidden x batch <= 16, else 1); results do not depend on it")
     io = ap.add_argument_group("files and modes")
@@ -1913,6 +2714,17 @@ def check_recipe(a):
             return f"--{k.replace('_', '-')} applies to --task {' / '.join(tasks)}, not {task}"
     if not a.forget and a.forget_bias is not None:
         return "--forget-bias needs a forget gate: drop it or --no-forget"
+    if a.learner == "rtrl":
+        if task == "msd":
+            return "--learner rtrl learns the paper's stream tasks (--task delays, gts, pfg), not the seed's msd"
+        for k in BPTT_ONLY:
+            if getattr(a, k) is not None and not (k == "window" and task == "delays" and a.window == (1, 1)):
+                return (f"--{k.replace('_', '-')} belongs to --learner bptt (BPTT + Adam; rtrl learns online, one "
+                        f"stream per model{', and --window 1 is NMSD' if k == 'window' else ''}): drop it")
+    else:
+        for k in RTRL_ONLY:
+            if getattr(a, k) is not None:
+                return f"--{k.replace('_', '-')} belongs to --learner rtrl"
     if task in GENERATION and a.batch not in (None, 1):
         return f"--task {task} has no input, so every stream is the same: --batch must be 1 (got {a.batch})"
     cfg = config_from_args(a, True)
@@ -1925,10 +2737,14 @@ def check_recipe(a):
         problems.append(f"--init-noise must be >= 0 (got {cfg.init_noise})")
     if cfg.lr <= 0:
         problems.append(f"--lr must be > 0 (got {cfg.lr})")
-    if cfg.clip <= 0:
-        problems.append(f"--clip must be > 0 (got {cfg.clip})")
-    if not 0 < cfg.lr_decay_factor <= 1:
-        problems.append(f"--lr-decay-factor must be in (0, 1] (got {cfg.lr_decay_factor})")
+    if cfg.learner == "rtrl":
+        if not 0 <= cfg.momentum < 1:
+            problems.append(f"--momentum must be in [0, 1) (got {cfg.momentum})")
+    else:
+        if cfg.clip <= 0:
+            problems.append(f"--clip must be > 0 (got {cfg.clip})")
+        if not 0 < cfg.lr_decay_factor <= 1:
+            problems.append(f"--lr-decay-factor must be in (0, 1] (got {cfg.lr_decay_factor})")
     return problems[0] if problems else None
 
 
@@ -1984,12 +2800,23 @@ def describe(cfg):
     net = net_of(cfg)
     test = (f"{cfg.n_test} seqs" if cfg.task == "msd" else f"free run of {cfg.test_units} units"
             + (f" (final and best: {TASKS[cfg.task].long * cfg.test_units})" if TASKS[cfg.task].long > 1 else ""))
-    return (f"{task}  arch={cfg.arch} (output {net.out}) init={cfg.init} H={cfg.hidden} batch="
-            f"{1 if cfg.task in GENERATION else cfg.batch} iters={cfg.iters} lr={cfg.lr} (x{cfg.lr_decay_factor} every "
-            f"{cfg.lr_decay_every}) clip={cfg.clip} {cfg.dtype}  test: {test}, seed {cfg.test_seed}")
+    if cfg.learner == "rtrl":
+        recipe = (f"online (rtrl) lr={cfg.lr} momentum={cfg.momentum} budget {cfg.max_streams} streams or "
+                  f"{cfg.max_steps} steps")
+    else:
+        recipe = (f"batch={1 if cfg.task in GENERATION else cfg.batch} iters={cfg.iters} lr={cfg.lr} "
+                  f"(x{cfg.lr_decay_factor} every {cfg.lr_decay_every}) clip={cfg.clip}")
+    return (f"{task}  arch={cfg.arch} (output {net.out}) init={cfg.init} H={cfg.hidden} {recipe} {cfg.dtype}  "
+            f"test: {test}, seed {cfg.test_seed}")
 
 
 def final_line(run):
+    if "online" in run:
+        o, first = run["online"], run["online"]["first_pass"]
+        return (f"online seed {run['seed']} {run['variant']}: {o['outcome']} after {o['streams']} training streams "
+                f"({o['steps']} steps, {o['test_steps']} test steps); longest training stream {o['longest_units']} "
+                f"units" + (f"; first passed test after {first['streams']} streams" if first else "")
+                + f"\nfinal seed {run['seed']} {run['variant']}: {progress(run['final'])}")
     return f"final seed {run['seed']} {run['variant']}: {progress(run['final'])}" + (
         f"\nbest  seed {run['seed']} {run['variant']}: iteration {run['best']['iter']}, {progress(run['best'])}"
         if run.get("best") and "run_units" in run["best"] else "")
@@ -2085,30 +2912,24 @@ def main(argv=None):
           + (f" x seeds {a.seeds}" if a.seeds is not None else f", seed {a.seed}" if not a.grid else "")
           + (f" on {a.scheduler}" if a.scheduler else
              f" on {min(a.workers, len(jobs))} workers" if len(jobs) > 1 else ""))
-    caught = []
-
-    def on_signal(signum, frame):
-        caught.append(signum)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
     t0 = time.perf_counter()
     try:
-        if len(jobs) == 1 and not journal and not a.scheduler:
+        if len(jobs) == 1 and not journal and not a.scheduler and cfg0.learner == "bptt":
             try:
                 results = [("done", *run_one(cfg0, jobs[0][1], log=None if a.quiet else print))]
             except KeyboardInterrupt:
                 raise Interrupted("interrupted: nothing written") from None
         else:
             results = run_grid(jobs, a.workers, journal, a.resume, a.append, a.scheduler, grid=grid, quiet=a.quiet,
-                               models=a.models)
+                               models=a.models, checkpoint_every=a.checkpoint_every)
     except Diverged as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1
     except Interrupted as e:
         print(e, file=sys.stderr)
-        return 128 + (caught[0] if caught else signal.SIGINT)
+        return 128 + (STOP[0] if STOP else signal.SIGINT)
     except BadGrid as e:
         ap.error(str(e))
     wall = time.perf_counter() - t0
@@ -2125,7 +2946,7 @@ def main(argv=None):
         print(f"wrote {a.save_model}")
     if a.out:
         args = {k: v for k, v in vars(a).items()}
-        write_json(a.out, {"args": args, "config": asdict(cfg0), "runs": runs, "wall_time": wall, **versions()})
+        write_json(a.out, {"args": args, "config": config_dict(cfg0), "runs": runs, "wall_time": wall, **versions()})
         print(f"wrote {a.out}")
     return 0
 

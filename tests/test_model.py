@@ -109,8 +109,8 @@ def test_gradcheck_passes(net):
 def test_gradcheck_catches_a_wrong_gradient(monkeypatch, name, net):
     right = tcs.backward
 
-    def wrong(params, buf, dpred):
-        grads = right(params, buf, dpred)
+    def wrong(params, buf, dpred, lengths=None, truncate=False):
+        grads = right(params, buf, dpred, lengths, truncate)
         grads[name].flat[1] += 1e-6 + 1e-3 * abs(grads[name].flat[1])   # 0.1% off, one entry
         return grads
 

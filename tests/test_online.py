@@ -1,0 +1,243 @@
+"""The online learner (--learner rtrl): its gradient is truncated BPTT, its update the paper's, its protocol the
+paper's; a model's bits do not depend on its companions; a job killed and resumed ends as one run straight."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import timing_counting_spikes as tcs
+from test_claims import hand_set_gts
+from test_train import ROOT, cli
+
+
+def window(seed, L=30):
+    rng = np.random.default_rng(seed)
+    return (rng.random(L) < 0.3).astype(float), rng.random(L)
+
+
+@pytest.mark.parametrize("net", tcs.GRADCHECK_NETS, ids=tcs.net_label)
+def test_online_gradient_is_truncated_bptt(net):
+    """With the weights held fixed, the sum of the per-step gradients over a window equals BPTT of the window
+    with the paper's two cuts, for every cell and both architectures (H = 3: the sensitivities are per cell)."""
+    params = tcs.init_params(tcs.rng_for(tcs.STREAM_INIT, 1), 3, net.peep, forget=net.forget)
+    for k in tcs.PEEPHOLES:
+        if k in params:
+            params[k] *= 5
+    x, y = window(1)
+    online = tcs.online_grads(params, net, x, y)
+    s = tcs.Stream(x[:, None, None], y[:, None], None)
+    buf = tcs.make_buffers(len(x), 1, 3, net)
+    truncated = tcs.loss_and_grads(params, s, buf, truncate=True)[1]
+    full = tcs.loss_and_grads(params, s, buf)[1]
+    rel = lambda a, b: max(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k])) for k in b if np.any(b[k]))
+    assert rel(online, truncated) < 1e-10
+    assert rel(online, full) > 1e-3                     # the cuts matter: the full gradient is another one
+
+
+@pytest.mark.parametrize("net", tcs.GRADCHECK_NETS, ids=tcs.net_label)
+def test_without_recurrent_weights_and_peepholes_the_cuts_are_void(net):
+    params = tcs.init_params(tcs.rng_for(tcs.STREAM_INIT, 2), 2, net.peep, forget=net.forget)
+    params["Wh"][:] = 0.0
+    for k in tcs.PEEPHOLES:
+        if k in params:
+            params[k][:] = 0.0
+    x, y = window(2)
+    online = tcs.online_grads(params, net, x, y)
+    s = tcs.Stream(x[:, None, None], y[:, None], None)
+    full = tcs.loss_and_grads(params, s, tcs.make_buffers(len(x), 1, 2, net))[1]
+    for k in full:
+        assert np.allclose(online[k], full[k], rtol=1e-10, atol=1e-14), k
+
+
+def gts_spec(params=None, seed=0, **kw):
+    cfg = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl")
+    sp = tcs.spec_of(cfg, seed)
+    return cfg, dataclasses.replace(sp, params=params if params is not None else sp.params, **kw)
+
+
+def test_the_update_is_momentum_sgd_at_every_step():
+    """Two training streams of one step each (every step errs), with a test of one step after each: θ1 = θ0 -
+    lr g1, θ2 = θ1 + momentum (-lr g1) - lr g2, g_k the gradient of a one-step window from the zero state."""
+    cfg, sp = gts_spec(lr=0.05, momentum=0.7)
+    p0 = {k: v.copy() for k, v in sp.params.items()}
+    p0["by"][:] = 5.0                                   # pred ≈ 1 at t = 0 where the target is 0: every stream errs
+    sp = dataclasses.replace(sp, params=p0)
+    net = tcs.net_of(cfg)
+    eng = tcs.Online(net, 1, [sp])
+    x, y = np.zeros(1), np.zeros(1)
+    step = lambda p, g: {k: p[k] - 0.05 * g[k] for k in p}
+    g1 = tcs.online_grads(p0, net, x, y)
+    p1 = step(p0, g1)
+    g2 = tcs.online_grads(p1, net, x, y)
+    p2 = {k: p1[k] + 0.7 * (-0.05 * g1[k]) - 0.05 * g2[k] for k in p1}
+    for _ in range(4):                                  # train, test, train, test
+        eng.run(1)
+    got = tcs.unpack(eng.a["theta"][:, 0], net, 1)
+    assert eng.a["streams"][0] == 2 and eng.a["steps"][0] == 2
+    for k in p2:
+        assert np.allclose(got[k], p2[k], rtol=1e-13, atol=1e-15), k
+    without_momentum = step(p1, g2)                     # the test would see a missing momentum term
+    assert max(np.max(np.abs(without_momentum[k] - got[k])) for k in p2) > 1e-4
+
+
+def test_a_hand_set_solution_passes_its_first_test_and_stops():
+    cfg, p = hand_set_gts()
+    _, sp = gts_spec(p)
+    (r,), _ = tcs.train_online([(tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl"), 0)],
+                               specs=[sp])
+    assert r["outcome"] == "passed" and r["streams"] == 1 and r["steps"] == tcs.TRAIN_UNITS * cfg.F
+    assert r["first_train_success"] == r["first_pass"] == {"streams": 1, "steps": 1000}
+    assert r["test_steps"] == 1000 * cfg.F and r["longest_units"] == tcs.TRAIN_UNITS
+
+
+def test_a_stream_ends_at_its_first_error_and_the_next_starts_at_the_next_interval():
+    """A frozen network that always outputs 0 on the MSD stream errs at every interval with I = 1: each training
+    stream runs from the start of an interval to the first such spike, and the next one starts right after it;
+    each test ends at the test stream's first I = 1."""
+    cfg = tcs.Config(task="delays", arch="paper", init="paper", learner="rtrl", max_streams=40)
+    sp = tcs.spec_of(cfg, 3)
+    p = {k: np.zeros_like(v) for k, v in sp.params.items()}
+    p["by"][:] = -20.0
+    sp = dataclasses.replace(sp, params=p, lr=0.0)
+    (r,), _ = tcs.train_online([(cfg, 3)], specs=[sp])
+    y, ends, _ = tcs.delay_tape(tcs.rng_for(tcs.STREAM_TRAIN, 3), cfg)
+    errs = np.flatnonzero(ends & (y == 1))
+    starts = np.r_[0, errs[:39] + 1]
+    lengths = errs[:40] - starts + 1
+    assert r["outcome"] == "budget" and r["streams"] == 40 and r["steps"] == lengths.sum()
+    first_test_error = np.flatnonzero(sp.ends & (sp.y == 1))[0] + 1
+    assert r["test_steps"] == 40 * first_test_error
+    units = [int(np.sum(ends[a:b + 1])) - 1 for a, b in zip(starts, errs[:40])]
+    assert r["longest_units"] == max(units) and r["curve"]["streams"][:3] == [1, 2, 4]
+
+
+def batch_results(specs, cfg):
+    rs, _ = tcs.train_online([(cfg, sp.seed) for sp in specs], specs=specs)
+    return {r["key"]: r for r in rs}
+
+
+def same(a, b):
+    assert {k: v for k, v in a.items() if k != "params"} == {k: v for k, v in b.items() if k != "params"}
+    for k in a["params"]:
+        bits = lambda v: np.where(np.isnan(v), np.nan, v).tobytes()     # the same bits (a NaN's sign aside)
+        assert bits(a["params"][k]) == bits(b["params"][k]), k
+
+
+def test_a_models_bits_do_not_depend_on_its_companions():
+    """Models of different tasks (PFG, the MSD stream with I in {0,1,2}: both with a linear output unit) share a
+    loop; one passes early (a criterion that anything meets), one diverges (a huge learning rate); every model's
+    record and weights are the same alone and in batches of 3 and 8."""
+    pfg = tcs.Config(task="pfg", arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
+    msd = tcs.Config(task="delays", I=(0, 1, 2), arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
+    specs = [dataclasses.replace(tcs.spec_of(pfg, s), key=f"pfg{s}") for s in range(4)]
+    specs += [dataclasses.replace(tcs.spec_of(msd, s), key=f"msd{s}") for s in range(2)]
+    specs.append(dataclasses.replace(tcs.spec_of(pfg, 9), key="passes", tol=10.0, test_units=1))
+    specs.append(dataclasses.replace(tcs.spec_of(pfg, 8), key="diverges", lr=100.0))
+    alone = {sp.key: batch_results([sp], pfg)[sp.key] for sp in specs}
+    assert alone["passes"]["outcome"] == "passed" and alone["passes"]["steps"] == tcs.TRAIN_UNITS * 10
+    assert alone["diverges"]["outcome"] == "diverged" and alone["diverges"]["steps"] < 1000
+    assert {r["outcome"] for k, r in alone.items() if k[:3] in ("pfg", "msd")} == {"budget"}
+    for group in ([specs[0], specs[6], specs[7]], [specs[4], specs[1], specs[5]], specs[::-1]):
+        for k, r in batch_results(group, pfg).items():
+            same(r, alone[k])
+
+
+def test_a_checkpoint_resumes_to_the_same_bits(tmp_path):
+    """Saved mid-run and restored (the delays tapes redrawn from their generators), a job ends as the job run
+    straight through."""
+    cfg = tcs.Config(task="delays", arch="paper", init="paper", learner="rtrl", max_steps=20000, lr=0.01)
+    jobs = [(cfg, s) for s in range(3)] + [(tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl",
+                                                       max_steps=20000, lr=0.01), 5)]
+    straight, _ = tcs.train_online(jobs)
+    specs = [tcs.spec_of(c, s) for c, s in jobs]
+    eng = tcs.Online(tcs.net_of(cfg), 1, specs)
+    for _ in range(3):
+        eng.run(7000)
+        eng.look() if eng.looked else None
+    path = str(tmp_path / "job.npz")
+    eng.save(path)
+    assert os.path.getsize(path) < 3000 * len(jobs)          # a few hundred numbers a model, compressed
+    resumed, _ = tcs.train_online(jobs, ckpt=path)
+    for a, b in zip(straight, resumed):
+        same(a, b)
+
+
+ONLINE_GRID = {"base": {"arch": "paper", "init": "paper", "learner": "rtrl", "max_steps": 60000, "lr": 0.003},
+               "settings": [{"task": "gts"}, {"task": "delays"}], "cells": ["peephole", "vanilla"], "seeds": "0-1"}
+
+
+def journal_runs(path):
+    return {r["key"]: {k: v for k, v in r["run"].items() if k != "wall_time"} | {"params": r["params"]}
+            for r in map(json.loads, open(path)) if r["kind"] == "run"}
+
+
+@pytest.fixture(scope="module")
+def straight_grid(tmp_path_factory):
+    """The online grid run straight through: its grid file and its journal's runs."""
+    d = tmp_path_factory.mktemp("straight")
+    grid = d / "g.json"
+    grid.write_text(json.dumps(ONLINE_GRID))
+    r = cli("--grid", str(grid), "--out", str(d / "straight.jsonl"), "--workers", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    return grid, journal_runs(str(d / "straight.jsonl"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_online_grid_resumes_to_the_same_bits(tmp_path, straight_grid, sig):
+    grid, straight = straight_grid
+    out = str(tmp_path / "cut.jsonl")
+    cmd = [sys.executable, os.path.join(ROOT, "timing_counting_spikes.py"), "--grid", str(grid), "--out", out,
+           "--workers", "1", "--quiet", "--checkpoint-every", "0.5"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt_dir = out + ".ckpt"
+    t0 = time.time()
+    while not (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir)) and time.time() - t0 < 60:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == (128 + sig if sig == signal.SIGTERM else -sig), err
+    if sig == signal.SIGTERM:
+        assert "resume with the same command and --resume" in err
+    (ckpt,) = os.listdir(ckpt_dir)                      # the first batch's, mid-run
+    with np.load(os.path.join(ckpt_dir, ckpt)) as z:
+        assert json.loads(str(z["meta"]))["t"] > 0
+    r = cli("--grid", str(grid), "--out", out, "--workers", "1", "--quiet", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert journal_runs(out) == straight
+    assert not os.listdir(ckpt_dir)                      # each batch's checkpoint goes once its runs are journaled
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--learner", "sgd"], "invalid choice"),
+    (["--task", "gts", "--learner", "rtrl", "--momentum", "1"], "--momentum must be in [0, 1)"),
+    (["--task", "gts", "--learner", "rtrl", "--momentum", "-0.1"], "--momentum must be in [0, 1)"),
+    (["--task", "gts", "--learner", "rtrl", "--max-streams", "0"], "expected a positive integer"),
+    (["--task", "gts", "--learner", "rtrl", "--max-steps", "-5"], "expected a positive integer"),
+    (["--learner", "rtrl"], "not the seed's msd"),
+    (["--task", "pfg", "--learner", "rtrl", "--iters", "100"], "--iters belongs to --learner bptt"),
+    (["--task", "delays", "--learner", "rtrl", "--window", "5"], "--window belongs to --learner bptt"),
+    (["--task", "gts", "--learner", "rtrl", "--clip", "2"], "--clip belongs to --learner bptt"),
+    (["--task", "gts", "--momentum", "0.9"], "--momentum belongs to --learner rtrl"),
+])
+def test_bad_online_input_is_one_line_and_writes_nothing(tmp_path, args, msg):
+    out = tmp_path / "o.json"
+    r = cli(*args, "--out", str(out))
+    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists()
+
+
+def test_the_paper_recipe_is_the_default():
+    for task, mom in (("delays", 0.9999), ("gts", 0.999), ("pfg", 0.99)):
+        cfg = tcs.Config(task=task, arch="paper", init="paper", learner="rtrl")
+        assert (cfg.lr, cfg.momentum, cfg.max_streams, cfg.max_steps) == (1e-5, mom, 10 ** 7, 10 ** 8)
+        assert cfg.iters is None and cfg.clip is None
+    assert tcs.Config(task="delays", learner="rtrl", window=(1, 1)).momentum == 0.99
+    bptt = tcs.Config(task="gts")
+    assert "learner" not in tcs.config_dict(bptt) and tcs.job_key(bptt, 0).count("momentum") == 0
