@@ -1022,8 +1022,9 @@ def delay_tape(rng, cfg):
 @dataclass
 class Spec:
     """One model of an online job: what it learns from and how. y, ends: its test stream (the task's held-out
-    stream, and for GTS and PFG also its training stream: both start at phase 0); delays: its Config when its
-    training streams are drawn (the delays task), else None; the rest: the learner's settings."""
+    stream, and for GTS and PFG also its training stream: both start at phase 0); sigmoid: its output unit (else
+    linear); delays: its Config when its training streams are drawn (the delays task), else None; the rest: the
+    learner's settings."""
     key: str
     seed: int
     params: dict
@@ -1035,6 +1036,7 @@ class Spec:
     test_units: int
     max_streams: int
     max_steps: int
+    sigmoid: bool = False
     has_input: bool = False
     delays: "Config" = None
     nmsd: bool = False
@@ -1048,8 +1050,8 @@ def spec_of(cfg, seed, key=None):
     if cfg.task == "delays" and n:
         y, ends = y[:n], ends[:n]
     return Spec(key or job_key(cfg, seed), seed, initial_params(cfg, seed), y, ends, cfg.lr, cfg.momentum,
-                TASKS[cfg.task].tol, cfg.test_units, cfg.max_streams, cfg.max_steps, cfg.task == "delays",
-                cfg if cfg.task == "delays" else None, nmsd(cfg))
+                TASKS[cfg.task].tol, cfg.test_units, cfg.max_streams, cfg.max_steps, net_of(cfg).out == "sigmoid",
+                cfg.task == "delays", cfg if cfg.task == "delays" else None, nmsd(cfg))
 
 
 # The per-model arrays of an Online job that its checkpoint holds (the model axis last); the rest is rebuilt.
@@ -1066,6 +1068,7 @@ class Online:
     paper's truncated gradient (rtrl_layout() for the weights; s_t: the sources of every unit):
         z = W s_t,  s_t = [x_t; h_{t-1}; c_{t-1} (peephole cell); 1]      i, f = σ(z),  g = z_g or tanh(z_g)
         c_t = f c_{t-1} + i g,  o = σ(z_o + p_o c_t),  tc = c_t or tanh(c_t),  h_t = o tc,  pred = out(Wy h_t + by)
+        (out: each model's own output unit, σ or linear; net gives the cell, its `out` is not read)
         δ = (pred - y) out',  e_h = Wy δ,  dz_o = e_h tc o(1 - o),  e_c = e_h o tc'
         sensitivities of c_t for the weights of i, f, g (row u, source m), zero at each stream's start:
             ds_u,m = f ds_u,m + K_u s_m,   K_i = g i(1 - i),  K_f = c_{t-1} f(1 - f),  K_g = i g'
@@ -1088,6 +1091,7 @@ class Online:
         self.specs = list(specs)
         self.done = {}                              # key -> result of a model that stopped
         self.elapsed, self.t, self.looked = 0.0, 0, False   # t: time steps of the loop (every model's age)
+        self.codes = [CODE]                         # the module versions that ran this job, oldest first
         M = len(self.specs)
         n_s, nH = self.sizes["n_s"], self.sizes["nH"]
         self.rngs = [rng_for(STREAM_TRAIN, sp.seed) if sp.delays else None for sp in self.specs]
@@ -1206,6 +1210,10 @@ class Online:
         w["lr_neg"] = -np.array([s.lr for s in sp], dt)
         w["mom"] = np.array([s.momentum for s in sp], dt)
         w["nmsd"] = np.array([s.nmsd for s in sp], bool)
+        w["sig_m"] = np.array([s.sigmoid for s in sp], bool)
+        w["lin_m"], w["sg"] = ~w["sig_m"], np.zeros(M, dt)
+        w["any_sig"] = bool(w["sig_m"].any())
+        w["mixed"] = w["any_sig"] and not w["sig_m"].all()
         w["any_nmsd"], w["any_delays"] = bool(w["nmsd"].any()), any(s.delays for s in sp)
         train = a["train"]
         w["need"] = np.where(train, w["need_train"], w["need_test"])
@@ -1240,7 +1248,8 @@ class Online:
     def _run(self, K):
         net, H, a, w, M = self.net, self.H, self.a, self.w, len(self.specs)
         dt = self.dtype
-        peep, forget, squash, sig_out, o_apart = net.peep, net.forget, net.squash, net.out == "sigmoid", w["o_apart"]
+        peep, forget, squash, o_apart = net.peep, net.forget, net.squash, w["o_apart"]
+        sg, sig_m, lin_m, any_sig, mixed = (w[k] for k in ("sg", "sig_m", "lin_m", "any_sig", "mixed"))
         theta, D, S, Sens, g_all, tmpP = a["theta"], a["D"], a["S"], a["Sens"], w["g"], w["tmpP"]
         W_cols, S_rows, z, ztmp, half, z_t, sa, sb = (w[k] for k in ("W_cols", "S_rows", "z", "ztmp", "half", "z_t",
                                                                       "sa", "sb"))
@@ -1302,22 +1311,23 @@ class Online:
             for j in range(1, H):
                 np.multiply(Wy[j], h[j], tmpH2[0])
                 np.add(out_a, tmpH2[0], out_a)
-            if sig_out:
-                np.add(out_a, by, pred)
-                np.multiply(pred, half_, pred)
-                np.tanh(pred, pred)
-                np.multiply(pred, half_, pred)
-                np.add(pred, half_, pred)
-            else:
-                np.add(out_a, by, pred)
+            np.add(out_a, by, pred)                  # the output unit's input a
+            if any_sig:                              # pred = σ(a) for the models with a sigmoid output unit
+                np.multiply(pred, half_, sg)
+                np.tanh(sg, sg)
+                np.multiply(sg, half_, sg)
+                np.add(sg, half_, sg)
+                np.copyto(pred, sg, where=sig_m) if mixed else np.copyto(pred, sg)
             np.subtract(pred, y, err)
             np.abs(err, dl)
             np.less(dl, tol, ok)                     # NaN is not ok
             # the truncated gradient
-            if sig_out:
+            if any_sig:
                 np.subtract(one_, pred, dl)
-                np.multiply(dl, pred, dl)
-                np.multiply(dl, err, dl)             # δ = (pred - y) pred (1 - pred)
+                np.multiply(dl, pred, dl)            # σ' = pred (1 - pred)
+                if mixed:
+                    np.copyto(dl, one_, where=lin_m)  # a linear output unit's: 1
+                np.multiply(dl, err, dl)             # δ = (pred - y) out'
             else:
                 np.copyto(dl, err)
             np.multiply(Wy, dl, eh)                  # e_h
@@ -1480,7 +1490,7 @@ class Online:
         return {"key": sp.key, "seed": sp.seed, "outcome": outcome, "streams": n, "steps": steps,
                 "test_steps": self.t - steps - (int(a["slen"][m]) if a["train"][m] else 0),
                 "first_train_success": first(a["ft_streams"][m], a["ft_steps"][m]),
-                "first_pass": {"streams": n, "steps": steps} if outcome == "passed" else None,
+                "first_pass": {"streams": n, "steps": steps} if outcome == "passed" else None, "codes": self.codes,
                 "longest_units": int(curve["max"].max()), "longest_steps": int(curve["run"].max()),
                 "curve": {"streams": count[:nb], "max_units": curve["max"][:nb].tolist(),
                           "max_steps": curve["run"][:nb].tolist(),
@@ -1510,25 +1520,30 @@ class Online:
         """Write the job's state to path (.npz, compressed, atomically): every STATE array, the generators of the
         delays streams (now and when their tape was drawn), the loop's age and the stopped models' results."""
         self._sync()
-        meta = {"code": CODE, "keys": [sp.key for sp in self.specs], "elapsed": self.elapsed, "t": self.t,
+        meta = {"codes": self.codes, "keys": [sp.key for sp in self.specs], "elapsed": self.elapsed, "t": self.t,
                 "rngs": [r.bit_generator.state if r else None for r in self.rngs], "tape_states": self.tape_states,
                 "done": {k: {**r, "params": {n: v.tolist() for n, v in r["params"].items()}}
                          for k, r in self.done.items()}}
         write_atomic(path, lambda fh: np.savez_compressed(fh, meta=json.dumps(meta), **{k: self.a[k] for k in STATE}))
 
     @classmethod
-    def restore(cls, path, net, H, specs, dtype="float64"):
-        """The job of specs as its checkpoint at path left it; BadGrid if it cannot be read or is another job's."""
+    def restore(cls, path, net, H, specs, dtype="float64", other_code=False):
+        """The job of specs as its checkpoint at path left it; BadGrid if it cannot be read, is another job's, or
+        was written by another version of the module (unless other_code: the job goes on under this one, and
+        its results list both)."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta, arrays = json.loads(str(z["meta"])), {k: z[k] for k in STATE}
         except Exception as e:
             raise BadGrid(f"checkpoint {path} cannot be read ({type(e).__name__}): delete it to start over") from None
         by_key = {sp.key: sp for sp in specs}
-        if meta["code"] != CODE or not set(meta["keys"]) | set(meta["done"]) <= set(by_key):
-            raise BadGrid(f"checkpoint {path} is another job's or another code version's ({meta['code']}; this code "
-                          f"{CODE}): delete it to start over")
+        if not set(meta["keys"]) | set(meta["done"]) <= set(by_key):
+            raise BadGrid(f"checkpoint {path} holds another job: delete it to start that job over")
+        if meta["codes"][-1] != CODE and not other_code:
+            raise BadGrid(f"checkpoint {path} was written by code {meta['codes'][-1]}, this is {CODE}: --append "
+                          "goes on with this code (the results name both), or delete it to start over")
         eng = cls(net, H, [by_key[k] for k in meta["keys"]], dtype)
+        eng.codes = meta["codes"] + ([CODE] if meta["codes"][-1] != CODE else [])
         eng.tape_states = meta["tape_states"]
         eng._tapes()                                 # the delays tapes as they were drawn, then the generators now
         for r, st in zip(eng.rngs, meta["rngs"]):
@@ -1548,7 +1563,8 @@ def online_grads(params, net, x, y):
     (backward(truncate=True)); the gradient check compares the two."""
     H = params["Wh"].shape[0]
     spec = Spec("window", 0, params, np.asarray(y, np.float64), np.asarray(x, np.float64), lr=0.0, momentum=0.0,
-                tol=np.inf, test_units=len(x) + 1, max_streams=1, max_steps=len(x) + 1, has_input=True)
+                tol=np.inf, test_units=len(x) + 1, max_streams=1, max_steps=len(x) + 1,
+                sigmoid=net.out == "sigmoid", has_input=True)
     eng, total = Online(net, H, [spec]), 0.0
     for _ in range(len(x)):
         eng.run(1)
@@ -1559,26 +1575,29 @@ def online_grads(params, net, x, y):
 STOP = []   # signals a running online job received: it checkpoints and stops at its next chunk
 
 
-def train_online(jobs, log=None, ckpt=None, every=None, chunk=2000, specs=None):
+def train_online(jobs, log=None, ckpt=None, every=None, chunk=2000, specs=None, other_code=False):
     """Online learning of jobs [(cfg, seed)] of one network shape (each its own task, recipe and stream) through one
     time loop; returns ([result] in the order of jobs, seconds spent). With ckpt a path it resumes from it if it
     exists, writes it every `every` seconds (CHECKPOINT_EVERY) and when a signal arrives (STOP), then raises
-    Interrupted. log(str): progress lines. specs: the jobs' Specs, if not spec_of()'s (tests set weights by hand)."""
+    Interrupted (other_code: a checkpoint of another module version is taken, see Online.restore). log(str):
+    progress lines. specs: the jobs' Specs, if not spec_of()'s (tests set weights by hand)."""
     every = CHECKPOINT_EVERY if every is None else every
     cfg0 = jobs[0][0]
     net, H = net_of(cfg0), cfg0.hidden
     specs = specs or [spec_of(cfg, seed) for cfg, seed in jobs]
     if ckpt and os.path.exists(ckpt):
-        eng = Online.restore(ckpt, net, H, specs, cfg0.dtype)
+        eng = Online.restore(ckpt, net, H, specs, cfg0.dtype, other_code)
         if log:
             log(f"resuming {ckpt}: {len(eng.done)} of {len(specs)} models done, {eng.elapsed:.0f}s in")
     else:
         eng = Online(net, H, specs, cfg0.dtype)
     budget = sum(sp.max_steps for sp in specs)
     t0, e0 = time.perf_counter(), eng.elapsed
+    what = ", ".join(f"{task_label(c)} {cell_name(c.peep, c.forget)}" for c in dict.fromkeys(c for c, _ in jobs))
     RUNNING.append(True)
     try:
-        return _online_loop(eng, specs, budget, t0, e0, log, ckpt, every, chunk)
+        return _online_loop(eng, specs, budget, t0, e0, (lambda s: log(f"{s}  [{what}]")) if log else None, ckpt,
+                            every, chunk)
     finally:
         RUNNING.pop()
 
@@ -1657,6 +1676,25 @@ def gradcheck(net, seed=0, T=12, H=4, B=3, D_min=2, D_max=4, eps=1e-3):
     return errors
 
 
+ONLINE_TOL = 1e-10
+
+
+def online_check(net, seed=0, L=30, H=3):
+    """{name: max |a - b| / max |b|} between the online learner's per-step gradients summed over a window with the
+    weights held fixed (a, online_grads()) and truncated BPTT of the window (b, backward(truncate=True)): L steps
+    from the zero state, random input spikes and targets, H cells (the sensitivities are per cell), peepholes
+    x5 as in gradcheck()."""
+    params = init_params(rng_for(STREAM_INIT, seed), H, net.peep, forget=net.forget)
+    for k in PEEPHOLES:
+        if k in params:
+            params[k] *= 5
+    rng = rng_for(STREAM_TRAIN, seed)
+    x, y = (rng.random(L) < 0.3).astype(np.float64), rng.random(L)
+    a = online_grads(params, net, x, y)
+    b = loss_and_grads(params, Stream(x[:, None, None], y[:, None], None), make_buffers(L, 1, H, net), truncate=True)[1]
+    return {k: float(np.max(np.abs(a[k] - b[k])) / max(np.max(np.abs(b[k])), 1e-300)) for k in b}
+
+
 def net_label(net):
     return f"{cell_name(net.peep, net.forget):11s} {'seed ' if net.squash else 'paper'} {net.out:7s}"
 
@@ -1692,11 +1730,12 @@ def grid_job(cfg, seeds, online=None):
     """A worker's task, self-contained (a Config and seeds in, plain data out): the models of seeds trained through
     one time loop (train_many; an online job: online_job), and for each ("done", run, params, best_params, code)
     or, for a diverged model, ("diverged", message, code). cfg may be a list, one per seed (an online job); online:
-    {"ckpt": path or None, "every": seconds between checkpoints, "log": progress lines or not}."""
+    {"ckpt": path or None, "every": seconds between checkpoints, "log": progress lines or not, "append": a
+    checkpoint of another module version is taken}."""
     if isinstance(cfg, list) or cfg.learner == "rtrl":
         o = online or {}
         return online_job(cfg if isinstance(cfg, list) else [cfg] * len(seeds), seeds, o.get("ckpt"),
-                          print if o.get("log") else None, o.get("every"))
+                          print if o.get("log") else None, o.get("every"), o.get("append", False))
     t0 = time.perf_counter()
     trained = train_many(cfg, seeds)
     wall, code, out = (time.perf_counter() - t0) / len(seeds), CODE, []
@@ -1712,11 +1751,11 @@ def grid_job(cfg, seeds, online=None):
     return out
 
 
-def online_job(cfgs, seeds, ckpt=None, log=None, every=None):
+def online_job(cfgs, seeds, ckpt=None, log=None, every=None, other_code=False):
     """grid_job() of an online job: train_online(), then each model's final weights re-scored as train_many()
     scores its models (evaluate() on the test stream, PFG's long run included); the learner's record is
     run["online"] (train_online()'s result without the weights)."""
-    results, elapsed = train_online(list(zip(cfgs, seeds)), log, ckpt, every)
+    results, elapsed = train_online(list(zip(cfgs, seeds)), log, ckpt, every, other_code=other_code)
     out = []
     for cfg, seed, r in zip(cfgs, seeds, results):
         if r["outcome"] == "diverged":
@@ -1894,14 +1933,15 @@ def batch_jobs(todo, models=None):
 ONLINE_MODELS = 256   # models of one online job (one time loop), by default: see bench/bench_online.py
 
 
-def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False):
+def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False, append=False):
     """Online jobs [(k, cfg, seed)] of the whole grid (done ones included, so a resumed grid forms the same
-    batches) grouped by network shape: models of different tasks and recipes share a time loop. Returns the
+    batches) grouped by network shape: models of different tasks, recipes and output units share a time loop. Returns the
     batches [(ks, cfgs, seeds, grid_job's online options)] that hold a job not in `done` (a set of k); each
     checkpoints to ckpt_dir/HASH.npz, HASH naming its jobs."""
     groups = {}
     for k, cfg, seed in jobs:
-        groups.setdefault((net_of(cfg), cfg.hidden, cfg.dtype), []).append((k, cfg, seed))
+        net = net_of(cfg)
+        groups.setdefault((net.peep, net.forget, net.squash, cfg.hidden, cfg.dtype), []).append((k, cfg, seed))
     batches = []
     for part in groups.values():
         size = models or ONLINE_MODELS
@@ -1912,7 +1952,7 @@ def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False
             name = hashlib.sha256("\n".join(job_key(c, s) for _, c, s in b).encode()).hexdigest()[:16]
             batches.append(([k for k, _, _ in b], [c for _, c, _ in b], [s for _, _, s in b],
                             {"ckpt": os.path.join(ckpt_dir, name + ".npz") if ckpt_dir else None, "every": every,
-                             "log": log}))
+                             "log": log, "append": append}))
     return sorted(batches, key=lambda b: b[0][0])
 
 
@@ -1949,7 +1989,7 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
     online = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if cfg.learner == "rtrl"]
     batches = batch_jobs([j for j in todo if j[1].learner != "rtrl"], models) + \
         online_batches(online, {k for k in range(n) if results[k] is not None}, models,
-                       out + ".ckpt" if journal else None, checkpoint_every, not quiet)
+                       out + ".ckpt" if journal else None, checkpoint_every, not quiet, append)
     ckpts = {tuple(b[0]): b[3]["ckpt"] for b in batches if b[3]}
     t0, n_done, n_todo = time.perf_counter(), n - len(todo), len(todo)
     here = CODE
@@ -2863,7 +2903,15 @@ def main(argv=None):
         ok = worst <= GRADCHECK_TOL
         print(f"gradcheck {'passed' if ok else 'FAILED'}: max relative error {worst:.1e} "
               f"(tolerance {GRADCHECK_TOL:.0e})")
-        return 0 if ok else 1
+        online = 0.0
+        for net in GRADCHECK_NETS:
+            errs = online_check(net)
+            online = max(online, *errs.values())
+            print(f"online    {net_label(net)} " + "  ".join(f"{k} {e:.1e}" for k, e in errs.items()))
+        ok_online = online <= ONLINE_TOL
+        print(f"online learner's gradient = truncated BPTT {'passed' if ok_online else 'FAILED'}: max relative "
+              f"error {online:.1e} (tolerance {ONLINE_TOL:.0e})")
+        return 0 if ok and ok_online else 1
 
     if a.report:
         try:

@@ -46,7 +46,7 @@ def main():
     for label, cfg in SHAPES:
         one = wall(cfg, 1, a.workers)
         many = wall(cfg, 16, a.workers)
-        rows.append({"shape": label, "config": tcs.asdict(cfg), "models": 32, "workers": a.workers,
+        rows.append({"shape": label, "config": tcs.config_dict(cfg), "models": 32, "workers": a.workers,
                      "one_per_process_s": one, "batched_16_s": many, "models_per_hour_one": 32 / one * 3600,
                      "models_per_hour_batched": 32 / many * 3600, "ratio": one / many,
                      "default_models_per_process": tcs.MODELS_PER_PROCESS(cfg)})

@@ -24,20 +24,28 @@ def window(seed, L=30):
 @pytest.mark.parametrize("net", tcs.GRADCHECK_NETS, ids=tcs.net_label)
 def test_online_gradient_is_truncated_bptt(net):
     """With the weights held fixed, the sum of the per-step gradients over a window equals BPTT of the window
-    with the paper's two cuts, for every cell and both architectures (H = 3: the sensitivities are per cell)."""
+    with the paper's two cuts, for every cell and both architectures (H = 3: the sensitivities are per cell); the
+    full gradient is another one."""
+    assert max(tcs.online_check(net).values()) < tcs.ONLINE_TOL
     params = tcs.init_params(tcs.rng_for(tcs.STREAM_INIT, 1), 3, net.peep, forget=net.forget)
-    for k in tcs.PEEPHOLES:
-        if k in params:
-            params[k] *= 5
     x, y = window(1)
-    online = tcs.online_grads(params, net, x, y)
     s = tcs.Stream(x[:, None, None], y[:, None], None)
-    buf = tcs.make_buffers(len(x), 1, 3, net)
-    truncated = tcs.loss_and_grads(params, s, buf, truncate=True)[1]
-    full = tcs.loss_and_grads(params, s, buf)[1]
-    rel = lambda a, b: max(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k])) for k in b if np.any(b[k]))
-    assert rel(online, truncated) < 1e-10
-    assert rel(online, full) > 1e-3                     # the cuts matter: the full gradient is another one
+    full = tcs.loss_and_grads(params, s, tcs.make_buffers(len(x), 1, 3, net))[1]
+    online = tcs.online_grads(params, net, x, y)
+    assert max(np.max(np.abs(online[k] - full[k])) / np.max(np.abs(full[k])) for k in full) > 1e-3
+
+
+def test_the_online_check_catches_a_wrong_gradient(monkeypatch):
+    right = tcs.online_grads
+
+    def wrong(params, net, x, y):
+        g = right(params, net, x, y)
+        g["p_f"][0] *= 1 + 1e-6                          # one entry, a millionth off
+        return g
+
+    monkeypatch.setattr(tcs, "online_grads", wrong)
+    errs = tcs.online_check(tcs.Net())
+    assert errs["p_f"] > tcs.ONLINE_TOL and all(e < tcs.ONLINE_TOL for k, e in errs.items() if k != "p_f")
 
 
 @pytest.mark.parametrize("net", tcs.GRADCHECK_NETS, ids=tcs.net_label)
@@ -130,20 +138,22 @@ def same(a, b):
 
 
 def test_a_models_bits_do_not_depend_on_its_companions():
-    """Models of different tasks (PFG, the MSD stream with I in {0,1,2}: both with a linear output unit) share a
-    loop; one passes early (a criterion that anything meets), one diverges (a huge learning rate); every model's
-    record and weights are the same alone and in batches of 3 and 8."""
+    """Models of different tasks and output units (PFG and the MSD stream with I in {0,1,2}: linear; GTS: sigmoid)
+    share a loop; one passes early (a criterion that anything meets), one diverges (a huge learning rate); every
+    model's record and weights are the same alone and in batches of 3 and 9."""
     pfg = tcs.Config(task="pfg", arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
     msd = tcs.Config(task="delays", I=(0, 1, 2), arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
     specs = [dataclasses.replace(tcs.spec_of(pfg, s), key=f"pfg{s}") for s in range(4)]
     specs += [dataclasses.replace(tcs.spec_of(msd, s), key=f"msd{s}") for s in range(2)]
     specs.append(dataclasses.replace(tcs.spec_of(pfg, 9), key="passes", tol=10.0, test_units=1))
     specs.append(dataclasses.replace(tcs.spec_of(pfg, 8), key="diverges", lr=100.0))
+    gts = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
+    specs.append(dataclasses.replace(tcs.spec_of(gts, 1), key="gts1"))
     alone = {sp.key: batch_results([sp], pfg)[sp.key] for sp in specs}
     assert alone["passes"]["outcome"] == "passed" and alone["passes"]["steps"] == tcs.TRAIN_UNITS * 10
     assert alone["diverges"]["outcome"] == "diverged" and alone["diverges"]["steps"] < 1000
     assert {r["outcome"] for k, r in alone.items() if k[:3] in ("pfg", "msd")} == {"budget"}
-    for group in ([specs[0], specs[6], specs[7]], [specs[4], specs[1], specs[5]], specs[::-1]):
+    for group in ([specs[0], specs[6], specs[7]], [specs[4], specs[8], specs[5]], specs[::-1]):
         for k, r in batch_results(group, pfg).items():
             same(r, alone[k])
 
@@ -163,9 +173,17 @@ def test_a_checkpoint_resumes_to_the_same_bits(tmp_path):
     path = str(tmp_path / "job.npz")
     eng.save(path)
     assert os.path.getsize(path) < 3000 * len(jobs)          # a few hundred numbers a model, compressed
+    with np.load(path) as z:
+        arrays = dict(z)
     resumed, _ = tcs.train_online(jobs, ckpt=path)
     for a, b in zip(straight, resumed):
         same(a, b)
+    meta = json.loads(str(arrays.pop("meta")))          # the same checkpoint, as another version wrote it
+    meta["codes"] = ["0123456789abcdef"]
+    np.savez_compressed(path, meta=json.dumps(meta), **arrays)
+    with pytest.raises(tcs.BadGrid, match="written by code 0123456789abcdef.*--append"):
+        tcs.train_online(jobs, ckpt=path)
+    assert tcs.train_online(jobs, ckpt=path, other_code=True)[0][0]["codes"] == ["0123456789abcdef", tcs.CODE]
 
 
 ONLINE_GRID = {"base": {"arch": "paper", "init": "paper", "learner": "rtrl", "max_steps": 60000, "lr": 0.003},

@@ -1,0 +1,86 @@
+"""Speed of the online learner (--learner rtrl): microseconds per model-step by batch size M, one core.
+
+    python3 bench/bench_online.py          # M = 1 ... 1024 for the one-cell network, and H = 8; about 2 minutes
+
+Each row builds an online job of M one-cell peephole models on GTS F = 10 with the paper's recipe (the paper's
+initialisation, lr 1e-5, momentum 0.999), runs 500 steps to warm up, then times `steps` steps of the loop (the
+models' training and test streams, every end of a stream and the Python looks included), the median of 5 repeats.
+These first steps are the paper's plateau, where training streams end after one period: the costliest phase per
+step (a stream ends somewhere in the batch at almost every step). The row at M = 1 is the cost of one pass through
+the loop's NumPy calls; `calls` counts them (np.* calls per step, on the same job). Writes results/bench_online.json.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import timing_counting_spikes as tcs  # noqa: E402
+
+
+def job(M, H):
+    cfg = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", hidden=H)
+    return tcs.Online(tcs.net_of(cfg), H, [tcs.spec_of(cfg, s) for s in range(M)])
+
+
+def advance(eng, steps):
+    n = 0
+    while n < steps and eng.specs:
+        n += eng.run(steps - n)
+        if eng.looked:
+            eng.look()
+    return n
+
+
+class Counter:
+    """The numpy module as the loop sees it, counting the calls it looks up."""
+
+    def __init__(self, np):
+        self.np, self.n = np, 0
+
+    def __getattr__(self, name):
+        self.n += 1
+        return getattr(self.np, name)
+
+
+def calls_per_step(H, steps=200):
+    eng = job(1, H)
+    advance(eng, 500)
+    real, tcs.np = tcs.np, Counter(tcs.np)
+    try:
+        n = advance(eng, steps)
+        return tcs.np.n / n
+    finally:
+        tcs.np = real
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(ROOT, "results", "bench_online.json"))
+    a = ap.parse_args()
+    rows = []
+    for H, Ms in ((1, (1, 16, 64, 256, 1024)), (8, (1, 64, 256))):
+        calls = calls_per_step(H)
+        for M in Ms:
+            steps = max(300, min(3000, 300000 // M))
+            times = []
+            for _ in range(5):
+                eng = job(M, H)
+                advance(eng, 500)
+                t = time.perf_counter()
+                n = advance(eng, steps)
+                times.append((time.perf_counter() - t) / n)
+            us = statistics.median(times) * 1e6
+            rows.append({"H": H, "M": M, "steps": steps, "us_per_step": us, "us_per_model_step": us / M,
+                         "spread_us_per_model_step": [min(times) * 1e6 / M, max(times) * 1e6 / M],
+                         "calls_per_step": calls})
+            print(f"H={H} M={M:5d}  {us:8.1f} us/step  {us / M:7.3f} us/model-step  "
+                  f"(range {min(times) * 1e6 / M:.3f}-{max(times) * 1e6 / M:.3f}; {calls:.0f} np calls/step)")
+    tcs.write_json(a.out, {"rows": rows, **tcs.versions(), "code": tcs.CODE, "date": time.strftime("%Y-%m-%d")})
+    print(f"wrote {os.path.relpath(a.out)}")
+
+
+if __name__ == "__main__":
+    main()
