@@ -954,33 +954,48 @@ def nmsd(cfg):
     return cfg.task == "delays" and cfg.window == (1, 1)
 
 
-def rtrl_layout(net, H, n_in=1):
-    """Where each weight lives in a model's column of theta: W (nH, n_s), the fused matrix of fused_weights()
-    (rows i (f) g o, sources x, h_{t-1}, c_{t-1} (peephole cell), 1; not halved), then p_o (peephole cell), Wy,
-    by. Returns (sizes, mask): mask (nH, n_s) is 1 where W holds a weight (the peepholes: the diagonal of the c
-    columns in the i and f rows), 0 where it holds a structural zero."""
-    nH = (4 if net.forget else 3) * H
-    n_s = n_in + H + (H if net.peep else 0) + 1
-    mask = np.ones((nH, n_s))
+def rtrl_layout(H, n_in=1):
+    """Where each weight lives in a model's column of theta, the same for every cell: W (4H, n_s), the fused matrix
+    of fused_weights() for the peephole cell with a forget gate (rows i f g o, sources x, h_{t-1}, c_{t-1}, 1; not
+    halved), then p_o, Wy, by. A cell without peepholes or without a forget gate has zeros there (cell_mask()):
+    every cell shares the layout, so models of all four cells share a time loop."""
+    n_s = n_in + 2 * H + 1
+    return {"nH": 4 * H, "n_s": n_s, "W": 4 * H * n_s, "p_o": H, "Wy": H, "by": 1}
+
+
+def cell_mask(net, H, n_in=1):
+    """A theta column (rtrl_layout()) with 1 where net's cell holds a weight, 0 where the layout holds a structural
+    zero: the c columns off the peephole diagonal, every peephole of a cell without them, the forget gate's row of a
+    cell without one."""
+    sz = rtrl_layout(H, n_in)
+    W = np.ones((sz["nH"], sz["n_s"]))
+    W[:, n_in + H:n_in + 2 * H] = 0.0
     if net.peep:
-        mask[:, n_in + H:n_in + 2 * H] = 0.0
-        n_pp = 2 * H if net.forget else H
-        for r in range(0, n_pp, H):
-            mask[r + np.arange(H), n_in + H + np.arange(H)] = 1.0
-    return {"nH": nH, "n_s": n_s, "W": nH * n_s, "p_o": H if net.peep else 0, "Wy": H, "by": 1}, mask
+        W[np.arange(2 * H), n_in + H + np.arange(2 * H) % H] = 1.0
+    if not net.forget:
+        W[H:2 * H] = 0.0
+    return np.concatenate([W.ravel(), np.full(H, float(net.peep)), np.ones(H + 1)])
 
 
 def pack(params, net):
-    """A model's parameters as one theta column (rtrl_layout's order)."""
-    W = fused_weights(params, net)[0]
-    return np.concatenate([W.ravel()] + ([params["p_o"]] if net.peep else []) + [params["Wy"], params["by"]])
+    """A model's parameters (init_params()'s keys for net's cell) as one theta column (rtrl_layout())."""
+    H = params["Wh"].shape[0]
+    full = dict(params)
+    if not net.forget:                                # the forget gate's block: zeros
+        ins = lambda a: np.concatenate([a[..., :H], np.zeros_like(a[..., :H]), a[..., H:]], axis=-1)
+        full.update(Wx=ins(params["Wx"]), Wh=ins(params["Wh"]), b=ins(params["b"]))
+    for k in PEEPHOLES:
+        full.setdefault(k, np.zeros(H, params["Wh"].dtype))
+    W = fused_weights(full, Net(True, True))[0]
+    return np.concatenate([W.ravel(), full["p_o"], params["Wy"], params["by"]])
 
 
 def unpack(col, net, H, n_in=1):
-    """The inverse of pack(): a parameter dict (init_params()'s keys and shapes)."""
-    sz, _ = rtrl_layout(net, H, n_in)
+    """The inverse of pack(): net's cell's parameter dict (init_params()'s keys and shapes)."""
+    sz = rtrl_layout(H, n_in)
     W = col[:sz["W"]].reshape(sz["nH"], sz["n_s"])
-    p = {"Wx": W[:, :n_in].T.copy(), "Wh": W[:, n_in:n_in + H].T.copy(), "b": W[:, -1].copy()}
+    keep = np.r_[0:H, (H if net.forget else 2 * H):4 * H]   # the rows of net's gates
+    p = {"Wx": W[keep, :n_in].T.copy(), "Wh": W[keep, n_in:n_in + H].T.copy(), "b": W[keep, -1].copy()}
     k = sz["W"]
     if net.peep:
         cols = np.arange(H) + n_in + H
@@ -988,7 +1003,7 @@ def unpack(col, net, H, n_in=1):
         if net.forget:
             p["p_f"] = W[H + np.arange(H), cols].copy()
         p["p_o"] = col[k:k + H].copy()
-        k += H
+    k += H
     p["Wy"], p["by"] = col[k:k + H].copy(), col[k + H:k + H + 1].copy()
     return {k: p[k] for k in PARAM_NAMES if k in p}
 
@@ -1022,9 +1037,9 @@ def delay_tape(rng, cfg):
 @dataclass
 class Spec:
     """One model of an online job: what it learns from and how. y, ends: its test stream (the task's held-out
-    stream, and for GTS and PFG also its training stream: both start at phase 0); sigmoid: its output unit (else
-    linear); delays: its Config when its training streams are drawn (the delays task), else None; the rest: the
-    learner's settings."""
+    stream, and for GTS and PFG also its training stream: both start at phase 0); net: its cell and output unit;
+    delays: its Config when its training streams are drawn (the delays task), else None; the rest: the learner's
+    settings."""
     key: str
     seed: int
     params: dict
@@ -1036,7 +1051,7 @@ class Spec:
     test_units: int
     max_streams: int
     max_steps: int
-    sigmoid: bool = False
+    net: Net = Net()
     has_input: bool = False
     delays: "Config" = None
     nmsd: bool = False
@@ -1050,12 +1065,12 @@ def spec_of(cfg, seed, key=None):
     if cfg.task == "delays" and n:
         y, ends = y[:n], ends[:n]
     return Spec(key or job_key(cfg, seed), seed, initial_params(cfg, seed), y, ends, cfg.lr, cfg.momentum,
-                TASKS[cfg.task].tol, cfg.test_units, cfg.max_streams, cfg.max_steps, net_of(cfg).out == "sigmoid",
+                TASKS[cfg.task].tol, cfg.test_units, cfg.max_streams, cfg.max_steps, net_of(cfg),
                 cfg.task == "delays", cfg if cfg.task == "delays" else None, nmsd(cfg))
 
 
 # The per-model arrays of an Online job that its checkpoint holds (the model axis last); the rest is rebuilt.
-STATE = ("theta", "D", "S", "Cp", "Sens", "train", "pos", "trpos", "units", "slen", "left", "streams", "steps",
+STATE = ("theta", "D", "S", "Sens", "train", "pos", "trpos", "units", "slen", "left", "streams", "steps",
          "ft_streams", "ft_steps", "next_stop", "final", "cur_max", "cur_run", "cur_sum", "curve_max", "curve_run",
          "curve_sum")
 
@@ -1085,10 +1100,12 @@ class Online:
     when its weights turn non-finite (diverged). A frozen model's gradient is computed and multiplied by 0: a test
     whose state overflows leaves non-finite momentum, and the model diverges at its next training step."""
 
-    def __init__(self, net, H, specs, dtype="float64"):
-        self.net, self.H, self.dtype = net, H, dtype
-        self.sizes, self.mask = rtrl_layout(net, H)
+    def __init__(self, H, specs, dtype="float64"):
         self.specs = list(specs)
+        squash = {sp.net.squash for sp in self.specs}
+        assert len(squash) <= 1, "one architecture a job: its cells squash or do not"
+        self.squash, self.H, self.dtype = squash.pop() if squash else True, H, dtype
+        self.sizes = rtrl_layout(H)
         self.done = {}                              # key -> result of a model that stopped
         self.elapsed, self.t, self.looked = 0.0, 0, False   # t: time steps of the loop (every model's age)
         self.codes = [CODE]                         # the module versions that ran this job, oldest first
@@ -1098,12 +1115,11 @@ class Online:
         self.tape_states = [r.bit_generator.state if r else None for r in self.rngs]
         a = {"theta": np.zeros((sum(v for k, v in self.sizes.items() if k not in ("nH", "n_s")), M), dtype)}
         for m, sp in enumerate(self.specs):
-            a["theta"][:, m] = pack(sp.params, net)
+            a["theta"][:, m] = pack(sp.params, sp.net)
         a["D"] = np.zeros_like(a["theta"])
         a["S"] = np.zeros((n_s, M), dtype)
         a["S"][-1] = 1.0
-        a["Cp"] = np.zeros((H, M), dtype)
-        a["Sens"] = np.zeros((nH // H - 1, H, n_s, M), dtype)
+        a["Sens"] = np.zeros((3, H, n_s, M), dtype)
         a["train"] = np.ones(M, bool)
         a["final"] = np.zeros(M, bool)
         for k in ("pos", "trpos", "units", "slen", "streams", "steps", "cur_max", "cur_run", "cur_sum"):
@@ -1163,46 +1179,37 @@ class Online:
     # -- the time loop -------------------------------------------------------------------------------------------
     def _bind(self):
         """The loop's work arrays and views into the state, built once per set of models (self.w)."""
-        net, H, a, M, dt, sz = self.net, self.H, self.a, len(self.specs), self.dtype, self.sizes
+        H, a, M, dt, sz, squash = self.H, self.a, len(self.specs), self.dtype, self.sizes, self.squash
         n_s, nH = sz["n_s"], sz["nH"]
-        n_sig = 2 * H if net.forget else H
-        theta = a["theta"]
-        w = {"W": theta[:sz["W"]].reshape(nH, n_s, M)}
-        k = sz["W"]
-        w["p_o"] = theta[k:k + H] if net.peep else None
-        k += sz["p_o"]
+        theta, S = a["theta"], a["S"]
+        w = {"W": theta[:sz["W"]].reshape(nH, n_s, M), "p_o": theta[sz["W"]:sz["W"] + H]}
+        k = sz["W"] + H
         w["Wy"], w["by"] = theta[k:k + H], theta[k + H]
         w["g"] = g = np.zeros_like(theta)
         gW = g[:sz["W"]].reshape(nH, n_s, M)
-        n_g = a["Sens"].shape[0]
-        w.update(gW=gW, gW_ifg=gW[:n_sig + H].reshape(n_g, H, n_s, M), gW_o=gW[n_sig + H:],
-                 g_po=g[sz["W"]:sz["W"] + H] if net.peep else None, g_Wy=g[k:k + H], g_by=g[k + H])
-        w["mask"] = self.mask[:, :, None].astype(dt)
+        w.update(gW_ifg=gW[:3 * H].reshape(3, H, n_s, M), gW_o=gW[3 * H:], g_po=g[sz["W"]:sz["W"] + H],
+                 g_Wy=g[k:k + H], g_by=g[k + H])
+        w["mask"] = np.array([cell_mask(sp.net, H) for sp in self.specs], dt).reshape(M, len(theta)).T.copy()
         w["z"] = z = np.zeros((nH, M), dt)
-        w.update(i=z[:H], f=z[H:2 * H] if net.forget else None, g_=z[n_sig:n_sig + H], o=z[n_sig + H:],
-                 z_sig=z[:n_sig].reshape(n_g - 1, H, M), ztmp=np.zeros((nH, M), dt))
-        o_apart = net.peep or not net.squash        # o squashed on its own (after its peephole term)
-        n_t = n_sig + (H if net.squash else 0) + (0 if o_apart else H)   # the rows one tanh covers before c_t
+        w.update(i=z[:H], f=z[H:2 * H], g_=z[2 * H:3 * H], o=z[3 * H:], z_sig=z[:2 * H].reshape(2, H, M),
+                 ztmp=np.zeros((nH, M), dt))
+        n_t = (3 if squash else 2) * H                # the rows one tanh covers before c_t: i, f (and g)
         half = np.full((nH, 1), 0.5, dt)
-        half[n_sig:n_sig + H] = 1.0
-        if net.peep:
-            half[n_sig + H:] = 1.0
+        half[2 * H:] = 1.0                            # g as it is; o halved after its peephole term
         sa, sb = np.full((n_t, 1), 0.5, dt), np.full((n_t, 1), 0.5, dt)
-        sa[n_sig:n_sig + H], sb[n_sig:n_sig + H] = 1.0, 0.0    # g rows: tanh(z_g) as it is
-        w.update(z_t=z[:n_t], half=half, sa=sa, sb=sb, o_apart=o_apart)
-        S = a["S"]
+        sa[2 * H:], sb[2 * H:] = 1.0, 0.0             # g rows: tanh(z_g) as it is
+        w.update(z_t=z[:n_t], half=half, sa=sa, sb=sb)
         w["W_cols"], w["S_rows"] = [w["W"][:, j] for j in range(n_s)], [S[j] for j in range(n_s)]
-        w["c_prev"] = S[1 + H:1 + 2 * H] if net.peep else a["Cp"]
+        w["c_prev"] = S[1 + H:1 + 2 * H]
         w["hc"] = hc = np.zeros((2 * H, M), dt)
-        w.update(h=hc[:H], c=hc[H:], tc=np.zeros((H, M), dt) if net.squash else hc[H:])
+        w.update(h=hc[:H], c=hc[H:], tc=np.zeros((H, M), dt) if squash else hc[H:])
         for name in ("tmpH", "tmpH2", "eh", "dzo", "es"):
             w[name] = np.zeros((H, M), dt)
-        for name in ("out_a", "pred", "err", "dl", "y"):
+        for name in ("out_a", "pred", "err", "dl", "y", "sg"):
             w[name] = np.zeros(M, dt)
-        w["K3"] = K3 = np.zeros((n_g, H, 1, M), dt)
-        w.update(K_sig=K3[:n_g - 1, :, 0], K_i=K3[0, :, 0], K_g=K3[n_g - 1, :, 0],
-                 K_f=K3[1, :, 0] if net.forget else None, Stmp=np.zeros_like(a["Sens"]), S4=S[None, None],
-                 S3=S[None], tmpP=np.zeros_like(theta))
+        w["K3"] = K3 = np.zeros((3, H, 1, M), dt)
+        w.update(K_sig=K3[:2, :, 0], K_i=K3[0, :, 0], K_f=K3[1, :, 0], K_g=K3[2, :, 0],
+                 Stmp=np.zeros_like(a["Sens"]), S4=S[None, None], S3=S[None], tmpP=np.zeros_like(theta))
         sp = self.specs
         w["tol"] = np.array([s.tol for s in sp], dt)
         w["need_train"] = np.full(M, TRAIN_UNITS, np.int64)
@@ -1210,9 +1217,9 @@ class Online:
         w["lr_neg"] = -np.array([s.lr for s in sp], dt)
         w["mom"] = np.array([s.momentum for s in sp], dt)
         w["nmsd"] = np.array([s.nmsd for s in sp], bool)
-        w["sig_m"] = np.array([s.sigmoid for s in sp], bool)
-        w["lin_m"], w["sg"] = ~w["sig_m"], np.zeros(M, dt)
-        w["any_sig"] = bool(w["sig_m"].any())
+        w["sig_m"] = np.array([s.net.out == "sigmoid" for s in sp], bool)
+        w["no_f"] = np.array([not s.net.forget for s in sp], bool)
+        w["lin_m"], w["any_sig"], w["any_no_f"] = ~w["sig_m"], bool(w["sig_m"].any()), bool(w["no_f"].any())
         w["mixed"] = w["any_sig"] and not w["sig_m"].all()
         w["any_nmsd"], w["any_delays"] = bool(w["nmsd"].any()), any(s.delays for s in sp)
         train = a["train"]
@@ -1246,10 +1253,9 @@ class Online:
             return self._run(K)
 
     def _run(self, K):
-        net, H, a, w, M = self.net, self.H, self.a, self.w, len(self.specs)
-        dt = self.dtype
-        peep, forget, squash, o_apart = net.peep, net.forget, net.squash, w["o_apart"]
+        H, a, w, M, dt, squash = self.H, self.a, self.w, len(self.specs), self.dtype, self.squash
         sg, sig_m, lin_m, any_sig, mixed = (w[k] for k in ("sg", "sig_m", "lin_m", "any_sig", "mixed"))
+        no_f, any_no_f = w["no_f"], w["any_no_f"]
         theta, D, S, Sens, g_all, tmpP = a["theta"], a["D"], a["S"], a["Sens"], w["g"], w["tmpP"]
         W_cols, S_rows, z, ztmp, half, z_t, sa, sb = (w[k] for k in ("W_cols", "S_rows", "z", "ztmp", "half", "z_t",
                                                                       "sa", "sb"))
@@ -1259,9 +1265,8 @@ class Online:
         p_o, Wy, by, out_a, pred, err, dl, y = (w[k] for k in ("p_o", "Wy", "by", "out_a", "pred", "err", "dl", "y"))
         K3, K_sig, K_i, K_f, K_g, Stmp, S4, S3 = (w[k] for k in ("K3", "K_sig", "K_i", "K_f", "K_g", "Stmp", "S4",
                                                                  "S3"))
-        gW, gW_ifg, gW_o, g_po, g_Wy, g_by, mask = (w[k] for k in ("gW", "gW_ifg", "gW_o", "g_po", "g_Wy", "g_by",
-                                                                   "mask"))
-        f4, es4, dzo3 = (f[None, :, None] if forget else None), w["es"][None, :, None], w["dzo"][:, None]
+        gW_ifg, gW_o, g_po, g_Wy, g_by, pmask = (w[k] for k in ("gW_ifg", "gW_o", "g_po", "g_Wy", "g_by", "mask"))
+        f4, es4, dzo3 = f[None, :, None], es[None, :, None], dzo[:, None]
         tol, need, need_train, need_test, lr_neg, lr_eff, mom, mom_eff = (
             w[k] for k in ("tol", "need", "need_train", "need_test", "lr_neg", "lr_eff", "mom", "mom_eff"))
         nmsd_m, any_nmsd, any_delays = w["nmsd"], w["any_nmsd"], w["any_delays"]
@@ -1286,24 +1291,21 @@ class Online:
             for Wj, sj in zip(W_cols[1:], S_rows[1:]):
                 np.multiply(Wj, sj, ztmp)
                 np.add(z, ztmp, z)
-            np.multiply(z, half, z)                  # the σ rows halved: σ(a) = (1 + tanh(a/2)) / 2
+            np.multiply(z, half, z)                  # i, f halved: σ(a) = (1 + tanh(a/2)) / 2
             np.tanh(z_t, z_t)
             np.multiply(z_t, sa, z_t)
             np.add(z_t, sb, z_t)
+            if any_no_f:
+                np.copyto(f, one_, where=no_f)       # the 1997 cell: f = 1
             np.multiply(i, g, tmpH)
-            if forget:
-                np.multiply(f, c_prev, c)
-                np.add(c, tmpH, c)                   # c_t = f c_{t-1} + i g
-            else:
-                np.add(c_prev, tmpH, c)              # c_t = c_{t-1} + i g
-            if peep:
-                np.multiply(p_o, c, tmpH)
-                np.add(o, tmpH, o)
-                np.multiply(o, half_, o)
-            if o_apart:
-                np.tanh(o, o)
-                np.multiply(o, half_, o)
-                np.add(o, half_, o)                    # o = σ(z_o + p_o c_t)
+            np.multiply(f, c_prev, c)
+            np.add(c, tmpH, c)                       # c_t = f c_{t-1} + i g
+            np.multiply(p_o, c, tmpH)
+            np.add(o, tmpH, o)
+            np.multiply(o, half_, o)
+            np.tanh(o, o)
+            np.multiply(o, half_, o)
+            np.add(o, half_, o)                      # o = σ(z_o + p_o c_t)
             if squash:
                 np.tanh(c, tc)
             np.multiply(o, tc, h)                    # h_t = o tc
@@ -1343,9 +1345,8 @@ class Online:
             np.subtract(one_, z_sig, K_sig)
             np.multiply(K_sig, z_sig, K_sig)         # i (1 - i), f (1 - f)
             np.multiply(K_i, g, K_i)
-            if forget:
-                np.multiply(K_f, c_prev, K_f)
-                np.multiply(Sens, f4, Sens)
+            np.multiply(K_f, c_prev, K_f)
+            np.multiply(Sens, f4, Sens)
             if squash:
                 np.multiply(g, g, K_g)
                 np.subtract(one_, K_g, K_g)
@@ -1356,23 +1357,17 @@ class Online:
             np.add(Sens, Stmp, Sens)                 # ds = f ds + K s_t
             np.multiply(es4, Sens, gW_ifg)
             np.multiply(dzo3, S3, gW_o)
-            np.multiply(gW, mask, gW)
-            if peep:
-                np.multiply(dzo, c, g_po)
+            np.multiply(dzo, c, g_po)
             np.multiply(dl, h, g_Wy)
             np.copyto(g_by, dl)
+            np.multiply(g_all, pmask, g_all)         # each model's cell: its weights only
             # the update of the training models: Δθ = momentum Δθ - lr ∇θ, θ += Δθ
             np.multiply(g_all, lr_eff, tmpP)
             np.multiply(D, mom_eff, D)
             np.add(D, tmpP, D)
             np.multiply(D, train, tmpP)
             np.add(theta, tmpP, theta)
-            # the next step's sources
-            if peep:
-                np.copyto(hs, hc)
-            else:
-                np.copyto(hs, h)
-                np.copyto(c_prev, c)
+            np.copyto(hs, hc)                        # the next step's sources
             # the protocol
             np.add(fidx, Mi, fidx)
             np.add(slen, one, slen)
@@ -1389,8 +1384,6 @@ class Online:
                 np.logical_and(tmpb, train, tmpb)
                 np.logical_not(tmpb, tmpb)
                 np.multiply(hs, tmpb, hs)
-                if not peep:
-                    np.multiply(c_prev, tmpb, c_prev)
                 np.multiply(Sens, tmpb, Sens)
             if not nz(ends):
                 continue
@@ -1407,7 +1400,7 @@ class Online:
             if self.looked:                          # a curve bin closes before this stream enters it
                 self._close_bins(tmpb & tr_end, out_b)
             np.multiply(units, tr_end, ival)
-            np.maximum(cur_max, ival, out=cur_max)      # the learning curve: longest and mean error-free run
+            np.maximum(cur_max, ival, out=cur_max)   # the learning curve: longest and mean error-free run
             np.subtract(slen, ok, ival)
             np.multiply(ival, tr_end, ival)
             np.maximum(cur_run, ival, out=cur_run)
@@ -1428,8 +1421,6 @@ class Online:
             np.multiply(units, tmpb, units)
             np.multiply(slen, tmpb, slen)
             np.multiply(hs, tmpb, hs)                # the zero state
-            if not peep:
-                np.multiply(c_prev, tmpb, c_prev)
             np.multiply(Sens, tmpb, Sens)
             np.copyto(need, need_test, where=tr_end)
             np.copyto(need, need_train, where=te_end)
@@ -1495,7 +1486,7 @@ class Online:
                 "curve": {"streams": count[:nb], "max_units": curve["max"][:nb].tolist(),
                           "max_steps": curve["run"][:nb].tolist(),
                           "mean_steps": [s / c for s, c in zip(curve["sum"][:nb].tolist(), count[:nb])]},
-                "params": unpack(a["theta"][:, m].astype(np.float64), self.net, self.H)}
+                "params": unpack(a["theta"][:, m].astype(np.float64), sp.net, self.H)}
 
     def _finish(self, stop):
         """Record the stopped models' results and drop them from every array."""
@@ -1527,7 +1518,7 @@ class Online:
         write_atomic(path, lambda fh: np.savez_compressed(fh, meta=json.dumps(meta), **{k: self.a[k] for k in STATE}))
 
     @classmethod
-    def restore(cls, path, net, H, specs, dtype="float64", other_code=False):
+    def restore(cls, path, H, specs, dtype="float64", other_code=False):
         """The job of specs as its checkpoint at path left it; BadGrid if it cannot be read, is another job's, or
         was written by another version of the module (unless other_code: the job goes on under this one, and
         its results list both)."""
@@ -1542,7 +1533,7 @@ class Online:
         if meta["codes"][-1] != CODE and not other_code:
             raise BadGrid(f"checkpoint {path} was written by code {meta['codes'][-1]}, this is {CODE}: --append "
                           "goes on with this code (the results name both), or delete it to start over")
-        eng = cls(net, H, [by_key[k] for k in meta["keys"]], dtype)
+        eng = cls(H, [by_key[k] for k in meta["keys"]], dtype)
         eng.codes = meta["codes"] + ([CODE] if meta["codes"][-1] != CODE else [])
         eng.tape_states = meta["tape_states"]
         eng._tapes()                                 # the delays tapes as they were drawn, then the generators now
@@ -1563,9 +1554,8 @@ def online_grads(params, net, x, y):
     (backward(truncate=True)); the gradient check compares the two."""
     H = params["Wh"].shape[0]
     spec = Spec("window", 0, params, np.asarray(y, np.float64), np.asarray(x, np.float64), lr=0.0, momentum=0.0,
-                tol=np.inf, test_units=len(x) + 1, max_streams=1, max_steps=len(x) + 1,
-                sigmoid=net.out == "sigmoid", has_input=True)
-    eng, total = Online(net, H, [spec]), 0.0
+                tol=np.inf, test_units=len(x) + 1, max_streams=1, max_steps=len(x) + 1, net=net, has_input=True)
+    eng, total = Online(H, [spec]), 0.0
     for _ in range(len(x)):
         eng.run(1)
         total = total + eng.w["g"][:, 0]
@@ -1583,14 +1573,14 @@ def train_online(jobs, log=None, ckpt=None, every=None, chunk=2000, specs=None, 
     progress lines. specs: the jobs' Specs, if not spec_of()'s (tests set weights by hand)."""
     every = CHECKPOINT_EVERY if every is None else every
     cfg0 = jobs[0][0]
-    net, H = net_of(cfg0), cfg0.hidden
+    H = cfg0.hidden
     specs = specs or [spec_of(cfg, seed) for cfg, seed in jobs]
     if ckpt and os.path.exists(ckpt):
-        eng = Online.restore(ckpt, net, H, specs, cfg0.dtype, other_code)
+        eng = Online.restore(ckpt, H, specs, cfg0.dtype, other_code)
         if log:
             log(f"resuming {ckpt}: {len(eng.done)} of {len(specs)} models done, {eng.elapsed:.0f}s in")
     else:
-        eng = Online(net, H, specs, cfg0.dtype)
+        eng = Online(H, specs, cfg0.dtype)
     budget = sum(sp.max_steps for sp in specs)
     t0, e0 = time.perf_counter(), eng.elapsed
     what = ", ".join(f"{task_label(c)} {cell_name(c.peep, c.forget)}" for c in dict.fromkeys(c for c, _ in jobs))
@@ -1935,13 +1925,12 @@ ONLINE_MODELS = 256   # models of one online job (one time loop), by default: se
 
 def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False, append=False):
     """Online jobs [(k, cfg, seed)] of the whole grid (done ones included, so a resumed grid forms the same
-    batches) grouped by network shape: models of different tasks, recipes and output units share a time loop. Returns the
-    batches [(ks, cfgs, seeds, grid_job's online options)] that hold a job not in `done` (a set of k); each
-    checkpoints to ckpt_dir/HASH.npz, HASH naming its jobs."""
+    batches) grouped by architecture and H: models of different cells, tasks, recipes and output units share a
+    time loop. Returns the batches [(ks, cfgs, seeds, grid_job's online options)] that hold a job not in `done`
+    (a set of k); each checkpoints to ckpt_dir/HASH.npz, HASH naming its jobs."""
     groups = {}
     for k, cfg, seed in jobs:
-        net = net_of(cfg)
-        groups.setdefault((net.peep, net.forget, net.squash, cfg.hidden, cfg.dtype), []).append((k, cfg, seed))
+        groups.setdefault((cfg.arch, cfg.hidden, cfg.dtype), []).append((k, cfg, seed))
     batches = []
     for part in groups.values():
         size = models or ONLINE_MODELS

@@ -22,7 +22,7 @@ import timing_counting_spikes as tcs  # noqa: E402
 
 def job(M, H):
     cfg = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", hidden=H)
-    return tcs.Online(tcs.net_of(cfg), H, [tcs.spec_of(cfg, s) for s in range(M)])
+    return tcs.Online(H, [tcs.spec_of(cfg, s) for s in range(M)])
 
 
 def advance(eng, steps):

@@ -77,7 +77,7 @@ def test_the_update_is_momentum_sgd_at_every_step():
     p0["by"][:] = 5.0                                   # pred ≈ 1 at t = 0 where the target is 0: every stream errs
     sp = dataclasses.replace(sp, params=p0)
     net = tcs.net_of(cfg)
-    eng = tcs.Online(net, 1, [sp])
+    eng = tcs.Online(1, [sp])
     x, y = np.zeros(1), np.zeros(1)
     step = lambda p, g: {k: p[k] - 0.05 * g[k] for k in p}
     g1 = tcs.online_grads(p0, net, x, y)
@@ -138,9 +138,9 @@ def same(a, b):
 
 
 def test_a_models_bits_do_not_depend_on_its_companions():
-    """Models of different tasks and output units (PFG and the MSD stream with I in {0,1,2}: linear; GTS: sigmoid)
-    share a loop; one passes early (a criterion that anything meets), one diverges (a huge learning rate); every
-    model's record and weights are the same alone and in batches of 3 and 9."""
+    """Models of the four cells, of different tasks and output units (PFG and the MSD stream with I in {0,1,2}:
+    linear; GTS: sigmoid) share a loop; one passes early (a criterion that anything meets), one diverges (a huge
+    learning rate); every model's record and weights are the same alone and in batches of 3 and 11."""
     pfg = tcs.Config(task="pfg", arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
     msd = tcs.Config(task="delays", I=(0, 1, 2), arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
     specs = [dataclasses.replace(tcs.spec_of(pfg, s), key=f"pfg{s}") for s in range(4)]
@@ -149,11 +149,17 @@ def test_a_models_bits_do_not_depend_on_its_companions():
     specs.append(dataclasses.replace(tcs.spec_of(pfg, 8), key="diverges", lr=100.0))
     gts = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
     specs.append(dataclasses.replace(tcs.spec_of(gts, 1), key="gts1"))
+    for key, peep, forget in (("vanilla", False, True), ("lstm1997", False, False), ("peephole-nf", True, False)):
+        cfg = dataclasses.replace(pfg if forget else gts, peep=peep, forget=forget, forget_bias=None if not forget
+                                  else -2.0)
+        specs.append(dataclasses.replace(tcs.spec_of(cfg, 2), key=key))
     alone = {sp.key: batch_results([sp], pfg)[sp.key] for sp in specs}
     assert alone["passes"]["outcome"] == "passed" and alone["passes"]["steps"] == tcs.TRAIN_UNITS * 10
     assert alone["diverges"]["outcome"] == "diverged" and alone["diverges"]["steps"] < 1000
     assert {r["outcome"] for k, r in alone.items() if k[:3] in ("pfg", "msd")} == {"budget"}
-    for group in ([specs[0], specs[6], specs[7]], [specs[4], specs[8], specs[5]], specs[::-1]):
+    assert {r["outcome"] for k, r in alone.items() if k in ("vanilla", "lstm1997", "peephole-nf")} == {"budget"}
+    assert alone["lstm1997"]["params"].keys() == {"Wx", "Wh", "b", "Wy", "by"}
+    for group in ([specs[0], specs[6], specs[7]], [specs[9], specs[8], specs[5]], specs[::-1]):
         for k, r in batch_results(group, pfg).items():
             same(r, alone[k])
 
@@ -166,7 +172,7 @@ def test_a_checkpoint_resumes_to_the_same_bits(tmp_path):
                                                        max_steps=20000, lr=0.01), 5)]
     straight, _ = tcs.train_online(jobs)
     specs = [tcs.spec_of(c, s) for c, s in jobs]
-    eng = tcs.Online(tcs.net_of(cfg), 1, specs)
+    eng = tcs.Online(1, specs)
     for _ in range(3):
         eng.run(7000)
         eng.look() if eng.looked else None
