@@ -1581,18 +1581,20 @@ def train_online(jobs, log=None, ckpt=None, every=None, chunk=2000, specs=None, 
             log(f"resuming {ckpt}: {len(eng.done)} of {len(specs)} models done, {eng.elapsed:.0f}s in")
     else:
         eng = Online(H, specs, cfg0.dtype)
-    budget = sum(sp.max_steps for sp in specs)
     t0, e0 = time.perf_counter(), eng.elapsed
-    what = ", ".join(f"{task_label(c)} {cell_name(c.peep, c.forget)}" for c in dict.fromkeys(c for c, _ in jobs))
+    tasks, cells = (list(dict.fromkeys(f(c) for c, _ in jobs)) for f in (task_label, lambda c: cell_name(c.peep,
+                                                                                                          c.forget)))
+    what = (f"{len(jobs)} models: {tasks[0]}" + (f" ... {tasks[-1]} ({len(tasks)} settings)" if len(tasks) > 1 else "")
+            + f" x {', '.join(cells)}")
     RUNNING.append(True)
     try:
-        return _online_loop(eng, specs, budget, t0, e0, (lambda s: log(f"{s}  [{what}]")) if log else None, ckpt,
-                            every, chunk)
+        return _online_loop(eng, specs, t0, e0, (lambda s: log(f"{s}  [{what}]")) if log else None, ckpt, every,
+                            chunk)
     finally:
         RUNNING.pop()
 
 
-def _online_loop(eng, specs, budget, t0, e0, log, ckpt, every, chunk):
+def _online_loop(eng, specs, t0, e0, log, ckpt, every, chunk):
     """train_online()'s loop: chunks of steps, Python's looks, checkpoints and progress lines."""
     last_ck = last_log = t0
     while eng.specs:
@@ -1611,14 +1613,14 @@ def _online_loop(eng, specs, budget, t0, e0, log, ckpt, every, chunk):
             last_log = now
             a = eng.a
             steps = int(a["steps"].sum() + sum(r["steps"] for r in eng.done.values()))
-            spent = steps + sum(sp.max_steps - r["steps"] for sp in specs for r in [eng.done.get(sp.key)] if r)
             longest = max([int(a["curve_max"].max(initial=0)), int(a["cur_max"].max(initial=0))]
                           + [r["longest_units"] for r in eng.done.values()])
-            eta = eng.elapsed / max(spent, 1) * (budget - spent)
+            done = int(a["steps"].max(initial=0) + a["slen"].max(initial=0))   # the farthest running model's steps
+            eta = eng.elapsed / max(done, 1) * (max([sp.max_steps for sp in eng.specs], default=done) - done)
             log(f"online: {int(a['streams'].sum()) + sum(r['streams'] for r in eng.done.values())} streams, "
                 f"{steps / 1e6:.2f} M steps, longest {longest} units, {len(eng.done)}/{len(specs)} models done "
                 f"({sum(r['outcome'] == 'passed' for r in eng.done.values())} passed)  {eng.elapsed:.0f}s  "
-                f"eta <= {eta:.0f}s")
+                f"eta <= {eta:.0f}s (the step budget)")
     if ckpt:
         eng.save(ckpt)
     return [eng.done[sp.key] for sp in specs], eng.elapsed
