@@ -2505,12 +2505,23 @@ def grid_report(entries):
                "| Wilcoxon p |", "|---|---|---|---:|---:|---:|---:|"]
     cmp_rows = ["| setting | peephole vs | paired seeds | successes, best: peephole / other | Fisher p | McNemar p "
                 "| Wilcoxon p (best run) |", "|---|---|---:|---:|---:|---:|---:|"]
+    online = ["| setting | cell | runs | passed the test | training streams, median | training steps, median "
+              "| longest training stream (units), median / max | to the first pass: streams, steps (median) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for label, cfg, cells in groups.values():
         cells = {c: cells[c] for c in sorted(cells, key=list(CELLS).index)}
         for cell, by_seed in cells.items():
             rs = [r for r in by_seed.values() if "diverged" not in r]
             div = len(by_seed) - len(rs)
             n = f"{len(rs)}" + (f" (+{div} diverged)" if div else "")
+            on = [r["online"] for r in rs if "online" in r]
+            if on:
+                med = lambda xs: f"{np.median(xs):,.0f}" if xs else "-"
+                firsts = [o["first_pass"] for o in on if o["first_pass"]]
+                longest = [o["longest_units"] for o in on]
+                online.append(f"| {label} | {cell} | {n} | {len(firsts)} / {len(on)} | {med([o['streams'] for o in on])} "
+                              f"| {med([o['steps'] for o in on])} | {med(longest)} / {max(longest)} "
+                              f"| {med([f['streams'] for f in firsts])}, {med([f['steps'] for f in firsts])} |")
             if cfg.task == "msd":
                 e = np.array([r["final"]["solved"] for r in rs])
                 msd.append(f"| {label} | {cell} | {n} | {e.mean():.3f} ± {e.std(ddof=1) if e.size > 1 else 0:.3f} "
@@ -2582,6 +2593,9 @@ def grid_report(entries):
     if len(rows) > 2:
         out += ["Stream tasks (free run from the zero state; success: the first test_units units error-free):", "",
                 *rows, ""]
+    if len(online) > 2:
+        out += ["The online learner (--learner rtrl; a passed test stops a model, so its final weights passed it):", "",
+                *online, ""]
     if len(cmp_rows) > 2:
         out += ["Peephole against each other cell, best checkpoints (Fisher: success counts as independent samples; "
                 "McNemar: paired by seed; Wilcoxon signed-rank: error-free runs paired by seed):", "", *cmp_rows, ""]

@@ -209,12 +209,23 @@ def straight_grid(tmp_path_factory):
     grid.write_text(json.dumps(ONLINE_GRID))
     r = cli("--grid", str(grid), "--out", str(d / "straight.jsonl"), "--workers", "1", "--quiet")
     assert r.returncode == 0, r.stderr
-    return grid, journal_runs(str(d / "straight.jsonl"))
+    return grid, journal_runs(str(d / "straight.jsonl")), str(d / "straight.jsonl")
+
+
+def test_the_report_has_the_online_learners_table(straight_grid):
+    _, runs, path = straight_grid
+    out = cli("--report", path).stdout
+    table = out[out.index("The online learner"):].split("\n\n")[1].splitlines()
+    rows = [ln for ln in table if ln.startswith("| gts") or ln.startswith("| delays")]
+    assert len(rows) == 4 and all(" | 2 | " in ln and " / 2 | " in ln for ln in rows)
+    streams = sorted(r["online"]["streams"] for r in runs.values() if r["task"] == "gts" and r["variant"] == "vanilla")
+    gts_vanilla = next(ln for ln in rows if ln.startswith("| gts") and "| vanilla |" in ln)
+    assert f"| {np.median(streams):,.0f} |" in gts_vanilla
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_killed_online_grid_resumes_to_the_same_bits(tmp_path, straight_grid, sig):
-    grid, straight = straight_grid
+    grid, straight, _ = straight_grid
     out = str(tmp_path / "cut.jsonl")
     cmd = [sys.executable, os.path.join(ROOT, "timing_counting_spikes.py"), "--grid", str(grid), "--out", out,
            "--workers", "1", "--quiet", "--checkpoint-every", "0.5"]
