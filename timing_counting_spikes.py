@@ -1279,154 +1279,160 @@ class Online:
         x, hs, Y, X, E, starts = S[0], S[1:-1], self.Y, self.X, self.E, self.starts
         Mi, one, half_, one_ = np.array(M, np.int64), np.array(1, np.int64), np.array(0.5, dt), np.array(1.0, dt)
         nz = np.count_nonzero
+        # the ufuncs as local names: a global and an attribute lookup less per call
+        mul, add, sub, tanh, copyto = np.multiply, np.add, np.subtract, np.tanh, np.copyto
+        l_and, l_or, l_not, l_xor = np.logical_and, np.logical_or, np.logical_not, np.logical_xor
+        absolute, less, greater, maximum = np.abs, np.less, np.greater, np.maximum
+        ge, le = np.greater_equal, np.less_equal
+        W_S = list(zip(W_cols[1:], S_rows[1:]))
         n = 0
         while n < K:
             n += 1
             # the stream: x_t, y_t and whether a unit ends, at every model's own position
-            Y.take(fidx, None, y, "wrap")           # (methods and 0-d constants: cheaper calls)
+            Y.take(fidx, None, y, "wrap")            # (methods and 0-d constants: cheaper calls)
             X.take(fidx, None, x, "wrap")
             E.take(fidx, None, endb, "wrap")
             # forward; z = W s_t summed over the sources in a fixed order
-            np.multiply(W_cols[0], S_rows[0], z)
-            for Wj, sj in zip(W_cols[1:], S_rows[1:]):
-                np.multiply(Wj, sj, ztmp)
-                np.add(z, ztmp, z)
-            np.multiply(z, half, z)                  # i, f halved: σ(a) = (1 + tanh(a/2)) / 2
-            np.tanh(z_t, z_t)
-            np.multiply(z_t, sa, z_t)
-            np.add(z_t, sb, z_t)
+            mul(W_cols[0], S_rows[0], z)
+            for Wj, sj in W_S:
+                mul(Wj, sj, ztmp)
+                add(z, ztmp, z)
+            mul(z, half, z)                          # i, f halved: σ(a) = (1 + tanh(a/2)) / 2
+            tanh(z_t, z_t)
+            mul(z_t, sa, z_t)
+            add(z_t, sb, z_t)
             if any_no_f:
-                np.copyto(f, one_, where=no_f)       # the 1997 cell: f = 1
-            np.multiply(i, g, tmpH)
-            np.multiply(f, c_prev, c)
-            np.add(c, tmpH, c)                       # c_t = f c_{t-1} + i g
-            np.multiply(p_o, c, tmpH)
-            np.add(o, tmpH, o)
-            np.multiply(o, half_, o)
-            np.tanh(o, o)
-            np.multiply(o, half_, o)
-            np.add(o, half_, o)                      # o = σ(z_o + p_o c_t)
+                copyto(f, one_, where=no_f)          # the 1997 cell: f = 1
+            mul(i, g, tmpH)
+            mul(f, c_prev, c)
+            add(c, tmpH, c)                          # c_t = f c_{t-1} + i g
+            mul(p_o, c, tmpH)
+            add(o, tmpH, o)
+            mul(o, half_, o)
+            tanh(o, o)
+            mul(o, half_, o)
+            add(o, half_, o)                         # o = σ(z_o + p_o c_t)
             if squash:
-                np.tanh(c, tc)
-            np.multiply(o, tc, h)                    # h_t = o tc
-            np.multiply(Wy[0], h[0], out_a)
+                tanh(c, tc)
+            mul(o, tc, h)                            # h_t = o tc
+            mul(Wy[0], h[0], out_a)
             for j in range(1, H):
-                np.multiply(Wy[j], h[j], tmpH2[0])
-                np.add(out_a, tmpH2[0], out_a)
-            np.add(out_a, by, pred)                  # the output unit's input a
+                mul(Wy[j], h[j], tmpH2[0])
+                add(out_a, tmpH2[0], out_a)
+            add(out_a, by, pred)                     # the output unit's input a
             if any_sig:                              # pred = σ(a) for the models with a sigmoid output unit
-                np.multiply(pred, half_, sg)
-                np.tanh(sg, sg)
-                np.multiply(sg, half_, sg)
-                np.add(sg, half_, sg)
-                np.copyto(pred, sg, where=sig_m) if mixed else np.copyto(pred, sg)
-            np.subtract(pred, y, err)
-            np.abs(err, dl)
-            np.less(dl, tol, ok)                     # NaN is not ok
+                mul(pred, half_, sg)
+                tanh(sg, sg)
+                mul(sg, half_, sg)
+                add(sg, half_, sg)
+                copyto(pred, sg, where=sig_m) if mixed else copyto(pred, sg)
+            sub(pred, y, err)
+            absolute(err, dl)
+            less(dl, tol, ok)                        # NaN is not ok
             # the truncated gradient
             if any_sig:
-                np.subtract(one_, pred, dl)
-                np.multiply(dl, pred, dl)            # σ' = pred (1 - pred)
+                sub(one_, pred, dl)
+                mul(dl, pred, dl)                    # σ' = pred (1 - pred)
                 if mixed:
-                    np.copyto(dl, one_, where=lin_m)  # a linear output unit's: 1
-                np.multiply(dl, err, dl)             # δ = (pred - y) out'
+                    copyto(dl, one_, where=lin_m)    # a linear output unit's: 1
+                mul(dl, err, dl)                     # δ = (pred - y) out'
             else:
-                np.copyto(dl, err)
-            np.multiply(Wy, dl, eh)                  # e_h
-            np.subtract(one_, o, dzo)
-            np.multiply(dzo, o, dzo)
-            np.multiply(dzo, tc, dzo)
-            np.multiply(dzo, eh, dzo)                # dz_o = e_h tc o (1 - o)
-            np.multiply(eh, o, es)
+                copyto(dl, err)
+            mul(Wy, dl, eh)                          # e_h
+            sub(one_, o, dzo)
+            mul(dzo, o, dzo)
+            mul(dzo, tc, dzo)
+            mul(dzo, eh, dzo)                        # dz_o = e_h tc o (1 - o)
+            mul(eh, o, es)
             if squash:
-                np.multiply(tc, tc, tmpH)
-                np.subtract(one_, tmpH, tmpH)
-                np.multiply(es, tmpH, es)            # e_c = e_h o tc'
-            np.subtract(one_, z_sig, K_sig)
-            np.multiply(K_sig, z_sig, K_sig)         # i (1 - i), f (1 - f)
-            np.multiply(K_i, g, K_i)
-            np.multiply(K_f, c_prev, K_f)
-            np.multiply(Sens, f4, Sens)
+                mul(tc, tc, tmpH)
+                sub(one_, tmpH, tmpH)
+                mul(es, tmpH, es)                    # e_c = e_h o tc'
+            sub(one_, z_sig, K_sig)
+            mul(K_sig, z_sig, K_sig)                 # i (1 - i), f (1 - f)
+            mul(K_i, g, K_i)
+            mul(K_f, c_prev, K_f)
+            mul(Sens, f4, Sens)
             if squash:
-                np.multiply(g, g, K_g)
-                np.subtract(one_, K_g, K_g)
-                np.multiply(K_g, i, K_g)
+                mul(g, g, K_g)
+                sub(one_, K_g, K_g)
+                mul(K_g, i, K_g)
             else:
-                np.copyto(K_g, i)
-            np.multiply(K3, S4, Stmp)
-            np.add(Sens, Stmp, Sens)                 # ds = f ds + K s_t
-            np.multiply(es4, Sens, gW_ifg)
-            np.multiply(dzo3, S3, gW_o)
-            np.multiply(dzo, c, g_po)
-            np.multiply(dl, h, g_Wy)
-            np.copyto(g_by, dl)
-            np.multiply(g_all, pmask, g_all)         # each model's cell: its weights only
+                copyto(K_g, i)
+            mul(K3, S4, Stmp)
+            add(Sens, Stmp, Sens)                    # ds = f ds + K s_t
+            mul(es4, Sens, gW_ifg)
+            mul(dzo3, S3, gW_o)
+            mul(dzo, c, g_po)
+            mul(dl, h, g_Wy)
+            copyto(g_by, dl)
+            mul(g_all, pmask, g_all)                 # each model's cell: its weights only
             # the update of the training models: Δθ = momentum Δθ - lr ∇θ, θ += Δθ
-            np.multiply(g_all, lr_eff, tmpP)
-            np.multiply(D, mom_eff, D)
-            np.add(D, tmpP, D)
-            np.multiply(D, train, tmpP)
-            np.add(theta, tmpP, theta)
-            np.copyto(hs, hc)                        # the next step's sources
+            mul(g_all, lr_eff, tmpP)
+            mul(D, mom_eff, D)
+            add(D, tmpP, D)
+            mul(D, train, tmpP)
+            add(theta, tmpP, theta)
+            copyto(hs, hc)                           # the next step's sources
             # the protocol
-            np.add(fidx, Mi, fidx)
-            np.add(slen, one, slen)
-            np.logical_and(endb, ok, tmpb)
-            np.add(units, tmpb, units)
-            np.greater_equal(units, need, done_u)
-            np.subtract(left, train, left)
-            np.less_equal(left, 0, out_b)            # the step budget: the stream is cut here, then tested
-            np.logical_not(ok, ends)
-            np.logical_or(ends, done_u, ends)
-            np.logical_or(ends, out_b, ends)
+            add(fidx, Mi, fidx)
+            add(slen, one, slen)
+            l_and(endb, ok, tmpb)
+            add(units, tmpb, units)
+            ge(units, need, done_u)
+            sub(left, train, left)
+            le(left, 0, out_b)                       # the step budget: the stream is cut here, then tested
+            l_not(ok, ends)
+            l_or(ends, done_u, ends)
+            l_or(ends, out_b, ends)
             if any_nmsd:                             # NMSD: every training interval starts from the zero state
-                np.logical_and(endb, nmsd_m, tmpb)
-                np.logical_and(tmpb, train, tmpb)
-                np.logical_not(tmpb, tmpb)
-                np.multiply(hs, tmpb, hs)
-                np.multiply(Sens, tmpb, Sens)
+                l_and(endb, nmsd_m, tmpb)
+                l_and(tmpb, train, tmpb)
+                l_not(tmpb, tmpb)
+                mul(hs, tmpb, hs)
+                mul(Sens, tmpb, Sens)
             if not nz(ends):
                 continue
             # streams that ended: a training stream's test starts; after a failed test, a new training stream
-            np.logical_and(ends, train, tr_end)
-            np.logical_xor(ends, tr_end, te_end)
-            np.add(streams, tr_end, streams)
-            np.multiply(slen, tr_end, ival)
-            np.add(steps, ival, steps)
-            np.greater_equal(streams, next_stop, tmpb)
-            np.logical_and(tmpb, ends, tmpb)
-            np.logical_and(out_b, tr_end, out_b)
+            l_and(ends, train, tr_end)
+            l_xor(ends, tr_end, te_end)
+            add(streams, tr_end, streams)
+            mul(slen, tr_end, ival)
+            add(steps, ival, steps)
+            ge(streams, next_stop, tmpb)
+            l_and(tmpb, ends, tmpb)
+            l_and(out_b, tr_end, out_b)
             self.looked = bool(nz(tmpb) or nz(out_b) or nz(done_u)) or not math.isfinite(np.dot(pred, pred))
             if self.looked:                          # a curve bin closes before this stream enters it
                 self._close_bins(tmpb & tr_end, out_b)
-            np.multiply(units, tr_end, ival)
-            np.maximum(cur_max, ival, out=cur_max)   # the learning curve: longest and mean error-free run
-            np.subtract(slen, ok, ival)
-            np.multiply(ival, tr_end, ival)
-            np.maximum(cur_run, ival, out=cur_run)
-            np.add(cur_sum, ival, cur_sum)
+            mul(units, tr_end, ival)
+            maximum(cur_max, ival, out=cur_max)      # the learning curve: longest and mean error-free run
+            sub(slen, ok, ival)
+            mul(ival, tr_end, ival)
+            maximum(cur_run, ival, out=cur_run)
+            add(cur_sum, ival, cur_sum)
             if any_delays:                           # the next training stream: the tape's next interval
-                np.subtract(fidx, Mi, ival)
+                sub(fidx, Mi, ival)
                 starts.take(ival, None, ival, "wrap")
-                np.copyto(trf, ival, where=tr_end)
-                np.greater(trf, refill_f, tmpb)
-                np.logical_and(tmpb, tr_end, tmpb)
+                copyto(trf, ival, where=tr_end)
+                greater(trf, refill_f, tmpb)
+                l_and(tmpb, tr_end, tmpb)
                 if nz(tmpb):
                     for m in np.flatnonzero(tmpb):
                         self._refill(m)
-            np.logical_xor(train, ends, train)
-            np.copyto(fidx, test_f, where=tr_end)
-            np.copyto(fidx, trf, where=te_end)
-            np.logical_not(ends, tmpb)
-            np.multiply(units, tmpb, units)
-            np.multiply(slen, tmpb, slen)
-            np.multiply(hs, tmpb, hs)                # the zero state
-            np.multiply(Sens, tmpb, Sens)
-            np.copyto(need, need_test, where=tr_end)
-            np.copyto(need, need_train, where=te_end)
-            np.multiply(lr_neg, train, lr_eff)
-            np.copyto(mom_eff, one_)
-            np.copyto(mom_eff, mom, where=train)
+            l_xor(train, ends, train)
+            copyto(fidx, test_f, where=tr_end)
+            copyto(fidx, trf, where=te_end)
+            l_not(ends, tmpb)
+            mul(units, tmpb, units)
+            mul(slen, tmpb, slen)
+            mul(hs, tmpb, hs)                        # the zero state
+            mul(Sens, tmpb, Sens)
+            copyto(need, need_test, where=tr_end)
+            copyto(need, need_train, where=te_end)
+            mul(lr_neg, train, lr_eff)
+            copyto(mom_eff, one_)
+            copyto(mom_eff, mom, where=train)
             if self.looked:
                 break
         self.t += n
@@ -1800,9 +1806,9 @@ def _call(batch):
 
 
 def execute(batches, workers=1, scheduler=None):
-    """Yield (ks, grid_job results) for batches [(ks, cfg, seeds, online)] as they finish: in this process (workers == 1),
-    in a pool of spawned processes, or on the dask.distributed cluster at `scheduler`. Leaving early (an exception,
-    an interrupt, close()) stops the pool's workers or cancels the cluster's futures: no orphans."""
+    """Yield (ks, grid_job results) for batches [(ks, cfg, seeds, online)] as they finish: in this process
+    (workers == 1), in a pool of spawned processes, or on the dask.distributed cluster at `scheduler`. Leaving early
+    (an exception, an interrupt, close()) stops the pool's workers or cancels the cluster's futures: no orphans."""
     if scheduler:
         from dask.distributed import Client, as_completed as completed     # optional: imported for this flag only
         client = Client(scheduler, timeout="20s")
@@ -2519,7 +2525,8 @@ def grid_report(entries):
                 med = lambda xs: f"{np.median(xs):,.0f}" if xs else "-"
                 firsts = [o["first_pass"] for o in on if o["first_pass"]]
                 longest = [o["longest_units"] for o in on]
-                online.append(f"| {label} | {cell} | {n} | {len(firsts)} / {len(on)} | {med([o['streams'] for o in on])} "
+                online.append(f"| {label} | {cell} | {n} | {len(firsts)} / {len(on)} "
+                              f"| {med([o['streams'] for o in on])} "
                               f"| {med([o['steps'] for o in on])} | {med(longest)} / {max(longest)} "
                               f"| {med([f['streams'] for f in firsts])}, {med([f['steps'] for f in firsts])} |")
             if cfg.task == "msd":
