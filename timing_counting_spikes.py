@@ -1212,10 +1212,10 @@ class Online:
                  Stmp=np.zeros_like(a["Sens"]), S4=S[None, None], S3=S[None], tmpP=np.zeros_like(theta))
         sp = self.specs
         w["tol"] = np.array([s.tol for s in sp], dt)
-        w["need_train"] = np.full(M, TRAIN_UNITS, np.int64)
-        w["need_test"] = np.array([s.test_units for s in sp], np.int64)
-        w["lr_neg"] = -np.array([s.lr for s in sp], dt)
-        w["mom"] = np.array([s.momentum for s in sp], dt)
+        lr = np.array([s.lr for s in sp], dt)
+        # each model's units to reach, -lr and momentum: while it trains (rows of mode_train), while it is tested
+        w["mode_train"] = np.stack([np.full(M, TRAIN_UNITS, dt), -lr, np.array([s.momentum for s in sp], dt)])
+        w["mode_test"] = np.stack([np.array([s.test_units for s in sp], dt), -lr * 0.0, np.ones(M, dt)])
         w["nmsd"] = np.array([s.nmsd for s in sp], bool)
         w["sig_m"] = np.array([s.net.out == "sigmoid" for s in sp], bool)
         w["no_f"] = np.array([not s.net.forget for s in sp], bool)
@@ -1223,8 +1223,7 @@ class Online:
         w["mixed"] = w["any_sig"] and not w["sig_m"].all()
         w["any_nmsd"], w["any_delays"] = bool(w["nmsd"].any()), any(s.delays for s in sp)
         train = a["train"]
-        w["need"] = np.where(train, w["need_train"], w["need_test"])
-        w["lr_eff"], w["mom_eff"] = w["lr_neg"] * train, np.where(train, w["mom"], 1.0).astype(dt)
+        w["mode"] = np.where(train, w["mode_train"], w["mode_test"])
         w["base"] = np.arange(M, dtype=np.int64)
         w["fidx"] = a["pos"] * M + w["base"]
         w["trf"] = a["trpos"] * M + w["base"]
@@ -1267,8 +1266,8 @@ class Online:
                                                                  "S3"))
         gW_ifg, gW_o, g_po, g_Wy, g_by, pmask = (w[k] for k in ("gW_ifg", "gW_o", "g_po", "g_Wy", "g_by", "mask"))
         f4, es4, dzo3 = f[None, :, None], es[None, :, None], dzo[:, None]
-        tol, need, need_train, need_test, lr_neg, lr_eff, mom, mom_eff = (
-            w[k] for k in ("tol", "need", "need_train", "need_test", "lr_neg", "lr_eff", "mom", "mom_eff"))
+        tol, mode, mode_train, mode_test = w["tol"], w["mode"], w["mode_train"], w["mode_test"]
+        need, lr_eff, mom_eff = mode                 # each model's, as it trains or is tested
         nmsd_m, any_nmsd, any_delays = w["nmsd"], w["any_nmsd"], w["any_delays"]
         fidx, trf, test_f, refill_f = w["fidx"], w["trf"], w["test_f"], w["refill_f"]
         ok, endb, done_u, ends, tr_end, te_end, tmpb, out_b, ival = (
@@ -1428,11 +1427,8 @@ class Online:
             mul(slen, tmpb, slen)
             mul(hs, tmpb, hs)                        # the zero state
             mul(Sens, tmpb, Sens)
-            copyto(need, need_test, where=tr_end)
-            copyto(need, need_train, where=te_end)
-            mul(lr_neg, train, lr_eff)
-            copyto(mom_eff, one_)
-            copyto(mom_eff, mom, where=train)
+            copyto(mode, mode_test)
+            copyto(mode, mode_train, where=train)
             if self.looked:
                 break
         self.t += n
