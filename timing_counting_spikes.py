@@ -1396,20 +1396,18 @@ class Online:
             l_and(ends, train, tr_end)
             l_xor(ends, tr_end, te_end)
             add(streams, tr_end, streams)
-            mul(slen, tr_end, ival)
-            add(steps, ival, steps)
             ge(streams, next_stop, tmpb)
             l_and(tmpb, ends, tmpb)
             l_and(out_b, tr_end, out_b)
             self.looked = bool(nz(tmpb) or nz(out_b) or nz(done_u)) or not math.isfinite(np.dot(pred, pred))
             if self.looked:                          # a curve bin closes before this stream enters it
                 self._close_bins(tmpb & tr_end, out_b)
-            mul(units, tr_end, ival)
-            maximum(cur_max, ival, out=cur_max)      # the learning curve: longest and mean error-free run
-            sub(slen, ok, ival)
-            mul(ival, tr_end, ival)
-            maximum(cur_run, ival, out=cur_run)
+            mul(slen, tr_end, ival)                  # a training stream's length (its erring step included)
+            add(steps, ival, steps)
+            maximum(cur_run, ival, out=cur_run)      # the learning curve: the longest stream, the mean length,
             add(cur_sum, ival, cur_sum)
+            mul(units, tr_end, ival)
+            maximum(cur_max, ival, out=cur_max)      # the most units
             if any_delays:                           # the next training stream: the tape's next interval
                 sub(fidx, Mi, ival)
                 starts.take(ival, None, ival, "wrap")
@@ -1468,7 +1466,9 @@ class Online:
             self._finish(stop)
 
     def result(self, m, outcome):
-        """Model m's record: its outcome, counters, learning curve and weights."""
+        """Model m's record: its outcome, counters, learning curve and weights. A stream's length counts its steps,
+        the erring one included; the curve's bin k holds training streams 2^k to 2^(k+1) - 1: how many, the most
+        units one ran error-free, the longest, the mean length."""
         a, sp = self.a, self.specs[m]
         n = int(a["streams"][m])
         curve = {k: a["curve_" + k][:, m].copy() for k in ("max", "run", "sum")}
@@ -1484,10 +1484,10 @@ class Online:
                 "test_steps": self.t - steps - (int(a["slen"][m]) if a["train"][m] else 0),
                 "first_train_success": first(a["ft_streams"][m], a["ft_steps"][m]),
                 "first_pass": {"streams": n, "steps": steps} if outcome == "passed" else None, "codes": self.codes,
-                "longest_units": int(curve["max"].max()), "longest_steps": int(curve["run"].max()),
+                "longest_units": int(curve["max"].max()), "longest_length": int(curve["run"].max()),
                 "curve": {"streams": count[:nb], "max_units": curve["max"][:nb].tolist(),
-                          "max_steps": curve["run"][:nb].tolist(),
-                          "mean_steps": [s / c for s, c in zip(curve["sum"][:nb].tolist(), count[:nb])]},
+                          "max_length": curve["run"][:nb].tolist(),
+                          "mean_length": [s / c for s, c in zip(curve["sum"][:nb].tolist(), count[:nb])]},
                 "params": unpack(a["theta"][:, m].astype(np.float64), sp.net, self.H)}
 
     def _finish(self, stop):

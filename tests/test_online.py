@@ -122,7 +122,12 @@ def test_a_stream_ends_at_its_first_error_and_the_next_starts_at_the_next_interv
     first_test_error = np.flatnonzero(sp.ends & (sp.y == 1))[0] + 1
     assert r["test_steps"] == 40 * first_test_error
     units = [int(np.sum(ends[a:b + 1])) - 1 for a, b in zip(starts, errs[:40])]
-    assert r["longest_units"] == max(units) and r["curve"]["streams"][:3] == [1, 2, 4]
+    assert r["longest_units"] == max(units) and r["longest_length"] == max(lengths)
+    bins = [slice(2 ** k - 1, 2 ** (k + 1) - 1) for k in range(6)]          # streams 2^k .. 2^(k+1) - 1
+    assert r["curve"]["streams"] == [1, 2, 4, 8, 16, 9]
+    assert r["curve"]["max_length"] == [int(lengths[b].max()) for b in bins]
+    assert r["curve"]["mean_length"] == pytest.approx([lengths[b].mean() for b in bins], rel=1e-12)
+    assert r["curve"]["max_units"] == [max(units[b]) for b in bins]
 
 
 def batch_results(specs, cfg):
