@@ -281,3 +281,14 @@ def test_the_paper_recipe_is_the_default():
     assert tcs.Config(task="delays", learner="rtrl", window=(1, 1)).momentum == 0.99
     bptt = tcs.Config(task="gts")
     assert "learner" not in tcs.config_dict(bptt) and tcs.job_key(bptt, 0).count("momentum") == 0
+
+
+def test_the_seeds_architecture_and_more_cells_learn_online_too():
+    """The seed's architecture (tanh cell input and output, H = 3, a linear output unit) through the same loop:
+    a model alone and beside another gives the same bits, and its weights move."""
+    cfgs = [tcs.Config(task=t, learner="rtrl", hidden=3, max_steps=2000, lr=0.01) for t in ("gts", "pfg")]
+    alone = tcs.train_online([(cfgs[0], 0)])[0][0]
+    pair = tcs.train_online([(cfgs[1], 1), (cfgs[0], 0)])[0][1]
+    same(alone, pair)
+    start = tcs.initial_params(cfgs[0], 0)
+    assert alone["params"]["Wh"].shape == (3, 12) and not np.allclose(alone["params"]["Wh"], start["Wh"])
