@@ -4,7 +4,8 @@
 
 Each row builds an online job of M one-cell peephole models on GTS F = 10 with the paper's recipe (the paper's
 initialisation, lr 1e-5, momentum 0.999), runs 500 steps to warm up, then times `steps` steps of the loop (the
-models' training and test streams, every end of a stream and the Python looks included), the median of 5 repeats.
+models' training and test streams, every end of a stream and the Python looks included): the median of 7 repeats,
+the batch sizes interleaved. A model-step is one step of one model, training or test.
 These first steps are the paper's plateau, where training streams end after one period: the costliest phase per
 step (a stream ends somewhere in the batch at almost every step). The row at M = 1 is the cost of one pass through
 the loop's NumPy calls; `calls` counts them (np.* calls per step at M = 1, the three reads of the streams (array
@@ -19,6 +20,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import timing_counting_spikes as tcs  # noqa: E402
+
+
+STEPS = lambda M: max(300, min(3000, 300000 // M))   # timed steps of a batch of M models
 
 
 def job(M, H):
@@ -66,25 +70,26 @@ def calls_per_step(H, steps=200):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "bench_online.json"))
+    ap.add_argument("--repeats", type=int, default=7)
     a = ap.parse_args()
     rows = []
     for H, Ms in ((1, (1, 16, 64, 256, 1024)), (8, (1, 64, 256))):
         calls = calls_per_step(H)
-        for M in Ms:
-            steps = max(300, min(3000, 300000 // M))
-            times = []
-            for _ in range(5):
+        times = {M: [] for M in Ms}
+        for _ in range(a.repeats):                     # the batch sizes interleaved: drift hits them alike
+            for M in Ms:
                 eng = job(M, H)
                 advance(eng, 500)
                 t = time.perf_counter()
-                n = advance(eng, steps)
-                times.append((time.perf_counter() - t) / n)
-            us = statistics.median(times) * 1e6
-            rows.append({"H": H, "M": M, "steps": steps, "us_per_step": us, "us_per_model_step": us / M,
-                         "spread_us_per_model_step": [min(times) * 1e6 / M, max(times) * 1e6 / M],
-                         "calls_per_step": calls})
-            print(f"H={H} M={M:5d}  {us:8.1f} us/step  {us / M:7.3f} us/model-step  "
-                  f"(range {min(times) * 1e6 / M:.3f}-{max(times) * 1e6 / M:.3f}; {calls:.0f} np calls/step)")
+                n = advance(eng, STEPS(M))
+                times[M].append((time.perf_counter() - t) / n * 1e6)
+        for M in Ms:
+            us = statistics.median(times[M])
+            lo, hi = min(times[M]) / M, max(times[M]) / M
+            rows.append({"H": H, "M": M, "steps": STEPS(M), "repeats": a.repeats, "us_per_step": us,
+                         "us_per_model_step": us / M, "range_us_per_model_step": [lo, hi], "calls_per_step": calls})
+            print(f"H={H} M={M:5d}  {us:8.1f} us/step  {us / M:7.3f} us/model-step  (range {lo:.3f}-{hi:.3f}; "
+                  f"{calls:.0f} np calls/step at M = 1)")
     tcs.write_json(a.out, {"rows": rows, **tcs.versions(), "code": tcs.CODE, "date": time.strftime("%Y-%m-%d")})
     print(f"wrote {os.path.relpath(a.out)}")
 
