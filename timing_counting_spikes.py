@@ -1222,6 +1222,7 @@ class Online:
         w["lin_m"], w["any_sig"], w["any_no_f"] = ~w["sig_m"], bool(w["sig_m"].any()), bool(w["no_f"].any())
         w["mixed"] = w["any_sig"] and not w["sig_m"].all()
         w["any_nmsd"], w["any_delays"] = bool(w["nmsd"].any()), any(s.delays for s in sp)
+        w["any_input"] = any(s.has_input for s in sp)
         train = a["train"]
         w["mode"] = np.where(train, w["mode_train"], w["mode_test"])
         w["base"] = np.arange(M, dtype=np.int64)
@@ -1268,7 +1269,7 @@ class Online:
         f4, es4, dzo3 = f[None, :, None], es[None, :, None], dzo[:, None]
         tol, mode, mode_train, mode_test = w["tol"], w["mode"], w["mode_train"], w["mode_test"]
         need, lr_eff, mom_eff = mode                 # each model's, as it trains or is tested
-        nmsd_m, any_nmsd, any_delays = w["nmsd"], w["any_nmsd"], w["any_delays"]
+        nmsd_m, any_nmsd, any_delays, any_input = w["nmsd"], w["any_nmsd"], w["any_delays"], w["any_input"]
         fidx, trf, test_f, refill_f = w["fidx"], w["trf"], w["test_f"], w["refill_f"]
         ok, endb, done_u, ends, tr_end, te_end, tmpb, out_b, ival = (
             w[k] for k in ("ok", "endb", "done_u", "ends", "tr_end", "te_end", "tmpb", "out_b", "ival"))
@@ -1289,8 +1290,9 @@ class Online:
             n += 1
             # the stream: x_t, y_t and whether a unit ends, at every model's own position
             Y.take(fidx, None, y, "wrap")            # (methods and 0-d constants: cheaper calls)
-            X.take(fidx, None, x, "wrap")
             E.take(fidx, None, endb, "wrap")
+            if any_input:                            # (GTS and PFG have none: x stays 0)
+                X.take(fidx, None, x, "wrap")
             # forward; z = W s_t summed over the sources in a fixed order
             mul(W_cols[0], S_rows[0], z)
             for Wj, sj in W_S:
