@@ -391,6 +391,21 @@ def init_params(rng, H, peep=True, n_in=1, forget_bias=1.0, dtype="float64", for
     return {k: p[k].astype(dtype) for k in PARAM_NAMES if k in p}
 
 
+def initial_params(cfg, seed):
+    """The initial parameters of cfg's model at seed: init_params() from the seed's init stream, then N(0,
+    init_noise²) added to every weight from its own stream (in the order of init_params()'s keys)."""
+    params = init_params(rng_for(STREAM_INIT, seed), cfg.hidden, cfg.peep, 1, cfg.forget_bias, cfg.dtype, cfg.forget,
+                         cfg.init, cfg.peep_scale)
+    if cfg.init_noise:
+        flat = np.concatenate([p.ravel() for p in params.values()])
+        flat += rng_for(STREAM_PERTURB, seed).standard_normal(flat.size) * cfg.init_noise
+        k = 0
+        for name, p in params.items():
+            params[name] = flat[k:k + p.size].reshape(p.shape)
+            k += p.size
+    return params
+
+
 def is_peep(params):
     return "p_i" in params
 
@@ -833,10 +848,7 @@ def train_many(cfg, seeds, test=None, on_eval=None, log=None):
     a model whose loss or gradient turned non-finite (it stops learning; the others go on)]."""
     task, net, M = TASKS[cfg.task], net_of(cfg), len(seeds)
     test = test_set(cfg) if test is None else test
-    theta, params = flatten([init_params(rng_for(STREAM_INIT, s), cfg.hidden, cfg.peep, 1, cfg.forget_bias,
-                                         cfg.dtype, cfg.forget, cfg.init, cfg.peep_scale) for s in seeds])
-    if cfg.init_noise:                                       # the same init, perturbed: a basin or the schedule?
-        theta += np.stack([rng_for(STREAM_PERTURB, s).standard_normal(theta.shape[1]) for s in seeds]) * cfg.init_noise
+    theta, params = flatten([initial_params(cfg, s) for s in seeds])
     model = (lambda m: params) if M == 1 else (lambda m: {k: v[m] for k, v in params.items()})
     data = [rng_for(STREAM_TRAIN, s) for s in seeds]
     opt = adam_init(theta)
@@ -1008,23 +1020,9 @@ def unpack(col, net, H, n_in=1):
     return {k: p[k] for k in PARAM_NAMES if k in p}
 
 
-def initial_params(cfg, seed):
-    """The initial parameters of cfg's model at seed, as train_many() draws them (init_noise included)."""
-    params = init_params(rng_for(STREAM_INIT, seed), cfg.hidden, cfg.peep, 1, cfg.forget_bias, cfg.dtype, cfg.forget,
-                         cfg.init, cfg.peep_scale)
-    if cfg.init_noise:
-        flat = np.concatenate([p.ravel() for p in params.values()])
-        flat += rng_for(STREAM_PERTURB, seed).standard_normal(flat.size) * cfg.init_noise
-        k = 0
-        for name, p in params.items():
-            params[name] = flat[k:k + p.size].reshape(p.shape)
-            k += p.size
-    return params
-
-
 def delay_tape(rng, cfg):
-    """A training tape of the delays task: (y, ends, starts) of 8 x TRAIN_UNITS longest units; starts[p] is the
-    first step of the first interval that begins after step p - 1 (where a stream that ended at p - 1 restarts)."""
+    """A training tape of the delays task: (y, ends, starts), 8 x TRAIN_UNITS of the longest units long; starts[p]
+    is where a training stream that ended at step p restarts: the first step after the interval that holds p."""
     L = 8 * TRAIN_UNITS * unit_len(cfg)
     s = delay_stream(rng, 1, L, cfg.F, cfg.I)
     ends = s.ends[:, 0]
@@ -1059,11 +1057,9 @@ class Spec:
 
 def spec_of(cfg, seed, key=None):
     """The Spec of an online job (cfg.learner == "rtrl")."""
-    test = stream_test(cfg, max(cfg.test_units, TRAIN_UNITS))
-    n = int(np.flatnonzero(test.ends[:, 0])[cfg.test_units - 1]) + 1 if cfg.test_units < TRAIN_UNITS else None
+    # the test stream; GTS and PFG also train on it, so it runs at least a training success's units
+    test = stream_test(cfg, cfg.test_units if cfg.task == "delays" else max(cfg.test_units, TRAIN_UNITS))
     y, ends = test.y[:, 0], test.ends[:, 0]
-    if cfg.task == "delays" and n:
-        y, ends = y[:n], ends[:n]
     return Spec(key or job_key(cfg, seed), seed, initial_params(cfg, seed), y, ends, cfg.lr, cfg.momentum,
                 TASKS[cfg.task].tol, cfg.test_units, cfg.max_streams, cfg.max_steps, net_of(cfg),
                 cfg.task == "delays", cfg if cfg.task == "delays" else None, nmsd(cfg))
