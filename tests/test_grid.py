@@ -173,18 +173,21 @@ def test_a_diverged_run_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
 def test_dask_cluster_gives_the_local_pool_bits(tmp_path):
     distributed = pytest.importorskip("distributed")
     msd = {k: v for k, v in TINY["base"].items() if k not in ("iters", "eval_every")}
-    gpath = write(tmp_path / "g.json", {**TINY, "seeds": "0-1", "base": {"iters": 150, "eval_every": 50},
-                                        "settings": [{**msd, "hidden": 3}, {"task": "gts", "F": 5, "arch": "paper",
-                                                                            "window": "2-20", "test_units": 20}]})
+    bptt = {"iters": 150, "eval_every": 50}
+    online = {"task": "gts", "arch": "paper", "init": "paper", "learner": "rtrl", "lr": 0.01, "max_steps": 3000}
+    gpath = write(tmp_path / "g.json", {**TINY, "seeds": "0-1", "base": {}, "settings": [
+        {**msd, **bptt, "hidden": 3}, {**bptt, "task": "gts", "F": 5, "arch": "paper", "window": "2-20",
+                                       "test_units": 20}, online]})
     local = str(tmp_path / "local.jsonl")
     assert cli("--grid", gpath, "--out", local, "--workers", "2", "--quiet").returncode == 0
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
         remote = str(tmp_path / "dask.jsonl")
         r = cli("--grid", gpath, "--out", remote, "--scheduler", c.scheduler_address, "--quiet")
         assert r.returncode == 0, r.stderr
-    key = lambda recs: {x["key"]: (x["run"]["final"], x["run"]["best"], x["params"]) for x in recs}
+    key = lambda recs: {x["key"]: (x["run"]["final"], x["run"]["best"], x["run"].get("online"), x["params"])
+                        for x in recs}
     a, b = key(runs_of(local)), key(runs_of(remote))
-    assert len(a) == 8 and a == b
+    assert len(a) == 12 and a == b and sum(v[2] is not None for v in a.values()) == 4   # 4 online runs
 
 
 @pytest.mark.parametrize("cfg", [
