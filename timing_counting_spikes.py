@@ -2,7 +2,7 @@
 
 Reproduction of Gers, Schraudolph & Schmidhuber, "Learning Precise Timing with LSTM Recurrent Networks",
 JMLR 3:115-143 (2002). Read top to bottom: tasks -> cells (forward, backward) -> optimizer -> train/evaluate ->
-gradcheck -> runs, sweeps and report -> CLI.
+online learning (the paper's own: --learner rtrl) -> gradcheck -> runs, sweeps and report -> CLI.
 
 Tasks (TASKS: generator, scorer, defaults per task; "units" are what a task counts: intervals, spikes, periods).
   msd     the seed's MSD (the default): a sequence of length T has one input channel, 0 except 1.0 at t1 and
