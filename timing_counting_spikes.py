@@ -1839,14 +1839,21 @@ def job_key(cfg, seed):
     return json.dumps([config_dict(cfg), seed], sort_keys=True)
 
 
+# The fields every journal line of a kind holds (a run's "run" holds final and best metrics too).
+JOURNAL_FIELDS = {"header": {"grid_hash", "code", "n_jobs"},
+                  "run": {"key", "config", "seed", "cell", "run", "code", "params", "best_params"},
+                  "diverged": {"key", "config", "seed", "cell", "message", "code"}}
+
+
 def read_journal(path):
     """-> (headers, records) of a JSON Lines journal and the byte length of its complete records. A last line
     without its newline, or one that does not parse, is a run cut off by a kill: it is dropped. A bad line
-    elsewhere is a BadGrid."""
+    elsewhere, a record without the fields of its kind (JOURNAL_FIELDS) or a second record of one job is a
+    BadGrid naming the line."""
     with open(path, "rb") as fh:
         data = fh.read()
     lines = data.split(b"\n")
-    headers, records, good = [], [], 0
+    headers, records, good, seen = [], [], 0, {}
     for n, line in enumerate(lines):
         if n == len(lines) - 1:                         # after the last newline: empty, or a truncated record
             break
@@ -1857,6 +1864,16 @@ def read_journal(path):
             if n == len(lines) - 2 and not lines[-1]:
                 break                                   # the last complete line is garbled: cut off mid-write
             raise BadGrid(f"{path}: line {n + 1} is not a journal record") from None
+        missing = JOURNAL_FIELDS[kind] - set(rec) if kind in JOURNAL_FIELDS else None
+        if missing is None or missing or (kind == "run" and not (isinstance(rec["run"], dict)
+                                                                 and {"final", "best"} <= set(rec["run"]))):
+            what = f"a {kind!r} record without {', '.join(sorted(missing))}" if missing else \
+                f"a record of unknown kind {kind!r}" if missing is None else "a run without final and best metrics"
+            raise BadGrid(f"{path}: line {n + 1} is {what}")
+        if kind != "header":
+            if rec["key"] in seen:
+                raise BadGrid(f"{path}: line {n + 1} records the job of line {seen[rec['key']]} again")
+            seen[rec["key"]] = n + 1
         (headers if kind == "header" else records).append(rec)
         good += len(line) + 1
     if not headers:
@@ -2798,10 +2815,18 @@ def check_args(a, ap):
     """check_recipe() and the cross-flag checks of this command."""
     if a.eval_only != bool(a.load_model):
         return "--eval-only and --load-model go together"
+    if a.gradcheck:
+        given = [k for k, v in vars(a).items() if k != "gradcheck" and v != ap.get_default(k)]
+        if given:
+            return (f"--gradcheck checks every cell in both architectures on its own small window: drop "
+                    f"--{given[0].replace('_', '-')}")
+        return None
     many = a.seeds is not None or a.variant == "both" or a.cells is not None or a.grid
     if a.save_model and many:
         return "--save-model takes one model: drop --seeds, --both, --cells and --grid"
     journal = bool(a.out) and a.out.endswith(".jsonl")
+    if a.out and os.path.isdir(a.out):
+        return f"--out {a.out} is a directory: name a file"
     if (a.resume or a.append or a.grid) and not journal:
         return "--resume, --append and --grid need --out X.jsonl (a journal)"
     if a.out and not (journal or a.out.endswith(".json")):

@@ -105,7 +105,9 @@ def record(net, task, cell, seed, success, steps=1000, first=None, run_units=Non
         hist.insert(1, {"steps": first, "run_units": 1000})
     run = {"best": {"success": success, "run_units": units, "rmse": 0.1}, "final": {"success": success},
            "steps": steps, "history": hist}
-    return {"kind": "run", "config": config, "cell": cell, "seed": seed, "run": run}
+    key = json.dumps([config, cell, seed], sort_keys=True)
+    return {"kind": "run", "key": key, "config": config, "cell": cell, "seed": seed, "run": run, "code": "hand-made",
+            "params": {}, "best_params": {}}
 
 
 def test_claims_on_a_hand_made_grid_journal(tmp_path):
@@ -119,9 +121,11 @@ def test_claims_on_a_hand_made_grid_journal(tmp_path):
         for cell in ("peephole", "vanilla"):            # the MSD streams: F=10 learned, F=49 on 4x the steps not
             recs.append(record("8-cell", "delays", cell, seed, True, steps=100, F=10, I=[0, 1]))
             recs.append(record("8-cell", "delays", cell, seed, False, steps=400, F=49, I=[0, 1]))
-    recs.append({"kind": "diverged", "config": recs[0]["config"], "cell": "vanilla", "seed": 9, "message": "x"})
+    recs.append({"kind": "diverged", "key": "diverged", "config": recs[0]["config"], "cell": "vanilla", "seed": 9,
+                 "message": "x", "code": "hand-made"})
     path = tmp_path / "g.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in [{"kind": "header"}, *recs]) + "\n")
+    header = {"kind": "header", "grid_hash": "hand-made", "code": "hand-made", "n_jobs": len(recs)}
+    path.write_text("\n".join(json.dumps(r) for r in [header, *recs]) + "\n")
     runs = viz.claims_runs([str(path)])
     stats = {k: viz.group_stats(v) for k, v in runs.items()}
     st = stats["one-cell", "gts F=10", "vanilla"]

@@ -228,3 +228,31 @@ def test_a_diverging_model_does_not_disturb_its_batch(monkeypatch):
     for m in (0, 2):
         assert out[m].final == clean[m].final and all(np.array_equal(out[m].params[k], clean[m].params[k])
                                                       for k in clean[m].params)
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ('{"kind": "run"}', "line 3 is a 'run' record without"),
+    ('{"kind": "run", "key": "x"}', "line 3 is a 'run' record without"),
+    ('{"kind": "holiday"}', "line 3 is a record of unknown kind 'holiday'"),
+    (None, "line 3 records the job of line 2 again"),
+])
+def test_a_journal_with_a_bad_record_is_refused_and_left_as_it_is(tmp_path, bad, msg):
+    gpath = write(tmp_path / "g.json", {**TINY, "seeds": "0", "settings": [{"hidden": 4}], "cells": ["peephole"]})
+    journal = tmp_path / "g.jsonl"
+    assert cli("--grid", gpath, "--out", str(journal), "--quiet").returncode == 0
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines + [bad or lines[1]]) + "\n")      # a bad third line, or the run again
+    before = journal.read_bytes()
+    for args in (("--report", str(journal)), ("--grid", gpath, "--out", str(journal), "--resume", "--quiet")):
+        r = cli(*args)
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert journal.read_bytes() == before
+
+
+def test_a_directory_as_out_and_flags_beside_gradcheck_are_one_line(tmp_path):
+    (tmp_path / "dir.jsonl").mkdir()
+    gpath = write(tmp_path / "g.json", TINY)
+    r = cli("--grid", gpath, "--out", str(tmp_path / "dir.jsonl"), "--resume")
+    assert r.returncode == 2 and "is a directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("--gradcheck", "--task", "gts")
+    assert r.returncode == 2 and "drop --task" in r.stderr and len(r.stderr.strip().splitlines()) == 1
