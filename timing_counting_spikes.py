@@ -2921,9 +2921,14 @@ def main(argv=None):
         ap.error(problem)
     if a.scheduler:
         try:
-            import dask.distributed  # noqa: F401
+            import dask.distributed
         except ImportError:
             ap.error("--scheduler needs dask.distributed: pip install -r requirements-dask.txt")
+        try:                                # before anything is written: a dead or malformed address is one line
+            dask.distributed.Client(a.scheduler, timeout="5s").close()
+        except (OSError, ValueError, TypeError) as e:
+            ap.error(f"--scheduler {a.scheduler}: cannot reach a scheduler there within 5 s ({type(e).__name__}): "
+                     "start one, or check the address")
 
     if a.gradcheck:                     # BPTT against finite differences; the online gradient against truncated BPTT
         ok = True

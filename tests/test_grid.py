@@ -256,3 +256,12 @@ def test_a_directory_as_out_and_flags_beside_gradcheck_are_one_line(tmp_path):
     assert r.returncode == 2 and "is a directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("--gradcheck", "--task", "gts")
     assert r.returncode == 2 and "drop --task" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:18799", "127.0.0.1:notaport"])
+def test_a_scheduler_that_does_not_answer_is_one_line_before_anything_is_written(tmp_path, address):
+    pytest.importorskip("distributed")
+    out = tmp_path / "g.jsonl"
+    r = cli("--grid", write(tmp_path / "g.json", TINY), "--out", str(out), "--scheduler", address)
+    assert r.returncode == 2 and "cannot reach a scheduler there" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
