@@ -47,6 +47,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import hashlib
+import importlib
 import itertools
 import json
 import math
@@ -1805,12 +1806,21 @@ def execute(batches, workers=1, scheduler=None):
     (an exception, an interrupt, close()) stops the pool's workers or cancels the cluster's futures: no orphans."""
     if scheduler:
         from dask.distributed import Client, as_completed as completed     # optional: imported for this flag only
+        # the job by its module's name, not this script's __main__: dask then sends it by reference, each worker
+        # runs the module it imports itself, and run_grid() compares that module's hash with this one's
+        job = importlib.import_module("timing_counting_spikes").grid_job
         client = Client(scheduler, timeout="20s")
         futures = {}
         try:
-            futures = {client.submit(grid_job, cfg, seeds, o, pure=False): ks for ks, cfg, seeds, o in batches}
+            futures = {client.submit(job, cfg, seeds, o, pure=False): ks for ks, cfg, seeds, o in batches}
             for fut in completed(futures):
-                yield futures[fut], fut.result()
+                try:
+                    res = fut.result()
+                except Exception as e:                 # a worker without the module, or a job that failed there
+                    why = " ".join(str(e).split())[:160]
+                    raise BadGrid(f"a dask worker could not run a job ({type(e).__name__}: {why}); workers need this "
+                                  "module importable as timing_counting_spikes") from None
+                yield futures[fut], res
         finally:
             client.cancel(list(futures))
             client.close()

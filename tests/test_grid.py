@@ -265,3 +265,44 @@ def test_a_scheduler_that_does_not_answer_is_one_line_before_anything_is_written
     r = cli("--grid", write(tmp_path / "g.json", TINY), "--out", str(out), "--scheduler", address)
     assert r.returncode == 2 and "cannot reach a scheduler there" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("module", ["other version", "missing"])
+def test_a_dask_worker_with_another_module_or_none_is_refused(tmp_path, module):
+    """Workers run the module they import themselves: one with another version of it is refused, one without it
+    is named; one line, exit 2."""
+    pytest.importorskip("distributed")
+    other = tmp_path / "other"
+    other.mkdir()
+    if module == "other version":
+        src = open(os.path.join(ROOT, "timing_counting_spikes.py")).read()
+        (other / "timing_counting_spikes.py").write_text(src + "\n# another version\n")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(other), "OPENBLAS_NUM_THREADS": "1"}
+    run = lambda *a: subprocess.Popen([sys.executable, "-m", *a], cwd=other, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+    procs = [run("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                 "--dashboard-address", ":0")]
+    try:
+        time.sleep(3)
+        procs.append(run("distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
+                         "--nworkers", "1", "--no-dashboard"))
+        time.sleep(4)
+        out = tmp_path / "g.jsonl"
+        r = cli("--grid", write(tmp_path / "g.json", {**TINY, "seeds": "0", "cells": ["peephole"],
+                                                      "settings": [{"hidden": 4}]}),
+                "--out", str(out), "--scheduler", f"tcp://127.0.0.1:{port}", "--quiet")
+        want = "a worker ran code" if module == "other version" else "need this module importable"
+        assert r.returncode == 2 and want in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not [ln for ln in open(out) if '"kind": "run"' in ln]
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+            p.wait(timeout=30)
