@@ -1800,6 +1800,9 @@ def _call(batch):
         raise
 
 
+NO_WORKER_WAIT = 120.0   # seconds a grid on a dask cluster waits for a worker before it stops
+
+
 def execute(batches, workers=1, scheduler=None):
     """Yield (ks, grid_job results) for batches [(ks, cfg, seeds, online)] as they finish: in this process
     (workers == 1), in a pool of spawned processes, or on the dask.distributed cluster at `scheduler`. Leaving early
@@ -1813,7 +1816,17 @@ def execute(batches, workers=1, scheduler=None):
         futures = {}
         try:
             futures = {client.submit(job, cfg, seeds, o, pure=False): ks for ks, cfg, seeds, o in batches}
-            for fut in completed(futures):
+            done, alone = completed(futures), None          # alone: since when the cluster has had no worker
+            while not done.is_empty():
+                if not done.has_ready():
+                    time.sleep(0.2)
+                    if client.scheduler_info(n_workers=1)["workers"]:
+                        alone = None
+                    elif time.monotonic() - (alone := alone or time.monotonic()) > NO_WORKER_WAIT:
+                        raise BadGrid(f"no dask worker for {NO_WORKER_WAIT:.0f} s: start workers and run the same "
+                                      "command with --resume (the finished runs are in the journal)")
+                    continue
+                fut = next(done)
                 try:
                     res = fut.result()
                 except Exception as e:                 # a worker without the module, or a job that failed there

@@ -306,3 +306,14 @@ def test_a_dask_worker_with_another_module_or_none_is_refused(tmp_path, module):
         for p in procs[::-1]:
             p.terminate()
             p.wait(timeout=30)
+
+
+def test_a_dask_cluster_without_workers_stops_the_grid_with_one_line(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(tcs, "NO_WORKER_WAIT", 2.0)
+    cfg = tcs.Config(T=40, D_min=5, D_max=15, iters=5, eval_every=5, n_test=8)
+    with distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=None) as c:
+        t0 = time.monotonic()
+        with pytest.raises(tcs.BadGrid, match="no dask worker for 2 s: start workers and run the same command"):
+            list(tcs.execute([([0], cfg, [0], None)], scheduler=c.scheduler_address))
+        assert time.monotonic() - t0 < 30
