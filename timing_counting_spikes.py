@@ -2383,6 +2383,40 @@ def read_results(path):
     return res
 
 
+def no_runs(journal):
+    """True when a journal holds no finished run yet."""
+    try:
+        return not read_journal(journal)[1]
+    except (OSError, BadGrid):
+        return False
+
+
+def in_flight(journal):
+    """One line per online job checkpointed beside a journal (X.jsonl.ckpt/): its models running and stopped, the
+    farthest running model's training steps, the longest training stream so far, the time spent."""
+    d, lines = journal + ".ckpt", []
+    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        try:
+            with np.load(os.path.join(d, name), allow_pickle=False) as z:
+                meta, steps, slen = json.loads(str(z["meta"])), z["steps"], z["slen"] * z["train"]
+                longest = int(max(z["curve_max"].max(initial=0), z["cur_max"].max(initial=0)))
+        except Exception as e:
+            raise BadSweep(f"--report {os.path.join(d, name)}: not a checkpoint ({type(e).__name__})") from None
+        done = list(meta["done"].values())
+        outcome = lambda o: sum(r["outcome"] == o for r in done)
+        far = int((steps + slen).max(initial=0))
+        longest = max([longest] + [r["longest_units"] for r in done])
+        model = lambda r: (lambda c, seed: f"{task_label(c)} {cell_name(c.peep, c.forget)} seed {seed}")(
+            setting_of(json.loads(r["key"])[0])[2], r["seed"])
+        passed = [f"{model(r)} after {r['steps'] / 1e6:.2f} M steps" for r in done if r["outcome"] == "passed"]
+        lines.append(f"checkpoint {name}: {len(meta['keys'])} models running (the farthest at {far / 1e6:.1f} M "
+                     f"training steps), {len(done)} stopped ({outcome('passed')} passed, {outcome('diverged')} "
+                     f"diverged, {outcome('budget')} at the budget); the longest training stream so far "
+                     f"{longest} units; {meta['elapsed'] / 3600:.2f} h of the loop"
+                     + (f"; passed: {', '.join(passed)}" if passed else ""))
+    return lines
+
+
 def load_sweep(path):
     """-> {seed: {"peephole": run, "vanilla": run}} and the sweep's config; BadSweep with a one-line reason."""
     sweep = read_results(path)
@@ -2970,12 +3004,15 @@ def main(argv=None):
 
     if a.report:
         try:
-            files = [(f, read_results(f)) for f in a.report]
+            flight = {f: in_flight(f) for f in a.report if f.endswith(".jsonl")}
+            files = [(f, read_results(f)) for f in a.report if not (flight.get(f) and no_runs(f))]
+            for f, lines in flight.items():                   # online jobs still running: their checkpoints
+                print("".join(f"{f}: {ln}\n" for ln in lines))
             if len(files) == 1 and not a.report[0].endswith(".jsonl") and \
                     (files[0][1].get("config") or {}).get("task", "msd") == "msd":
                 pairs, _ = load_sweep(a.report[0])
                 print(report(pairs))
-            else:
+            elif files:
                 for f, res in files:
                     if res.get("n_jobs") and res["n_jobs"] > len(res["runs"]):
                         print(f"{f}: {len(res['runs'])} of {res['n_jobs']} runs done\n")

@@ -248,6 +248,8 @@ def test_a_killed_online_grid_resumes_to_the_same_bits(tmp_path, straight_grid, 
     (ckpt,) = os.listdir(ckpt_dir)                      # the first batch's, mid-run
     with np.load(os.path.join(ckpt_dir, ckpt)) as z:
         assert json.loads(str(z["meta"]))["t"] > 0
+    r = cli("--report", out)                             # no run finished yet: what the checkpoint holds
+    assert r.returncode == 0 and f"checkpoint {ckpt}: " in r.stdout and "models running" in r.stdout, r.stderr
     r = cli("--grid", str(grid), "--out", out, "--workers", "1", "--quiet", "--resume")
     assert r.returncode == 0, r.stderr
     assert journal_runs(out) == straight
