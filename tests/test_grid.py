@@ -278,7 +278,7 @@ def free_port():
 def test_a_dask_worker_with_another_module_or_none_is_refused(tmp_path, module):
     """Workers run the module they import themselves: one with another version of it is refused, one without it
     is named; one line, exit 2."""
-    pytest.importorskip("distributed")
+    distributed = pytest.importorskip("distributed")
     other = tmp_path / "other"
     other.mkdir()
     if module == "other version":
@@ -291,10 +291,17 @@ def test_a_dask_worker_with_another_module_or_none_is_refused(tmp_path, module):
     procs = [run("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
                  "--dashboard-address", ":0")]
     try:
-        time.sleep(3)
+        client = None
+        for _ in range(60):                              # the scheduler up, then one worker registered with it
+            try:
+                client = distributed.Client(f"tcp://127.0.0.1:{port}", timeout="2s")
+                break
+            except OSError:
+                time.sleep(0.5)
         procs.append(run("distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
                          "--nworkers", "1", "--no-dashboard"))
-        time.sleep(4)
+        client.wait_for_workers(1, timeout=60)
+        client.close()
         out = tmp_path / "g.jsonl"
         r = cli("--grid", write(tmp_path / "g.json", {**TINY, "seeds": "0", "cells": ["peephole"],
                                                       "settings": [{"hidden": 4}]}),
