@@ -1031,6 +1031,62 @@ def claims(journals, outdir, out_json):
     print(claims_markdown(table))
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The online learner (--learner rtrl): learning curves from a journal -> viz/online_curves.png, facts["online"]
+# ----------------------------------------------------------------------------------------------------------------
+
+def online_curves(journals, outdir, settings=("gts F=10", "pfg cos F=10"), cells=("peephole", "vanilla")):
+    """For each setting and cell, the online run with the longest training stream (most units, then the longest
+    length, then the lowest seed): its training streams' mean and longest length per bin of streams against the
+    streams seen, log axes. Returns the facts of the models shown."""
+    runs = {}
+    for path in journals:
+        for rec in tcs.read_journal(path)[1]:
+            if rec["kind"] == "run" and "online" in rec["run"]:
+                runs.setdefault((setting_name(rec["config"]), rec["cell"]), []).append(rec)
+    shown = [(x, cell) for x in settings for cell in cells if runs.get((x, cell))]
+    if not shown:
+        raise tcs.BadGrid(f"no online runs of {', '.join(settings)} in {', '.join(journals)}")
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.2 * len(settings), 3.9), sharey=True, squeeze=False)
+    facts = {}
+    for ax, x in zip(axes[0], settings):
+        for cell in cells[::-1]:
+            recs = runs.get((x, cell))
+            if not recs:
+                continue
+            rec = max(recs, key=lambda r: (r["run"]["online"]["longest_units"], r["run"]["online"]["longest_length"],
+                                           -r["seed"]))
+            o = rec["run"]["online"]
+            c = o["curve"]
+            first = np.cumsum([0] + c["streams"][:-1]) + 1          # each bin's first stream: 1, 2, 4, ...
+            mid = np.sqrt(first * (first + np.array(c["streams"]) - 1))
+            wide = cell != cells[0]                         # drawn first and wider: the first cell's lines on top
+            ax.plot(mid, c["mean_length"], color=COLORS[cell], lw=3.2 if wide else 1.4, alpha=0.55 if wide else 1,
+                    zorder=1 if wide else 2, label=f"{cell} (seed {rec['seed']}): mean")
+            ax.plot(mid, c["max_length"], color=COLORS[cell], lw=2.4 if wide else 1.0, ls="--",
+                    alpha=0.55 if wide else 1, zorder=1 if wide else 2, label=f"{cell}: longest")
+            facts[f"{x} | {cell}"] = {
+                "seed": rec["seed"], "runs": len(recs), "outcome": o["outcome"], "streams": o["streams"],
+                "steps": o["steps"], "longest_units": o["longest_units"], "longest_length": o["longest_length"],
+                "mean_length_first_bin": c["mean_length"][0], "mean_length_last_bin": c["mean_length"][-1],
+                "passed": sum(r["run"]["online"]["outcome"] == "passed" for r in recs)}
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(x.replace("pfg cos", "PFG f_cos").replace("gts", "GTS"))
+        ax.set_xlabel("training streams seen")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("training stream length (steps)")
+    fig.suptitle("The online learner: each training stream's length (to its first error), per bin of streams")
+    fig.tight_layout()
+    os.makedirs(outdir, exist_ok=True)
+    save(fig, os.path.join(outdir, "online_curves.png"))
+    facts_path = os.path.join(outdir, "facts.json")
+    all_facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
+    all_facts["online_curves"] = {"journals": list(journals), "shown": facts}
+    tcs.write_json(facts_path, all_facts)
+    return facts
+
+
 def main(argv=None):
     ap = tcs.recipe_parser(__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=4, help="seed of the models trained here (default 4)")
@@ -1047,7 +1103,21 @@ def main(argv=None):
                     "issue 9's grid journals")
     ap.add_argument("--claims-out", default=os.path.join("results", "claims.json"), help="with --claims: where the "
                     "table's JSON goes (default results/claims.json)")
+    ap.add_argument("--online-curves", metavar="JOURNAL", nargs="+", help="instead: viz/online_curves.png, the "
+                    "online learner's training streams against streams seen (GTS and PFG f_cos at F = 10, peephole "
+                    "and vanilla), from grid journals of --learner rtrl")
     a = ap.parse_args(argv)
+    if a.online_curves:
+        missing = [p for p in a.online_curves if not os.path.exists(p)]
+        if missing:
+            ap.error(f"--online-curves: no such journal: {missing[0]}")
+        try:
+            shown = online_curves(a.online_curves, a.outdir)
+        except tcs.BadGrid as e:
+            ap.error(str(e))
+        print(f"wrote {a.outdir}/online_curves.png: " + "; ".join(
+            f"{k} seed {v['seed']} ({v['outcome']}, longest {v['longest_units']} units)" for k, v in shown.items()))
+        return 0
     if a.claims:
         missing = [p for p in a.claims if not os.path.exists(p)]
         if missing:

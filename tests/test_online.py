@@ -294,3 +294,23 @@ def test_the_seeds_architecture_and_more_cells_learn_online_too():
     same(alone, pair)
     start = tcs.initial_params(cfgs[0], 0)
     assert alone["params"]["Wh"].shape == (3, 12) and not np.allclose(alone["params"]["Wh"], start["Wh"])
+
+
+def test_the_online_curves_figure_shows_each_cells_longest_run(tmp_path, straight_grid):
+    from PIL import Image
+    _, runs, path = straight_grid
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "visualize_timing_counting_spikes.py"), "--online-curves",
+                        path, "--outdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    shown = json.loads((tmp_path / "facts.json").read_text())["online_curves"]["shown"]
+    assert set(shown) == {"gts F=10 | peephole", "gts F=10 | vanilla"}        # the grid has no PFG
+    for cell in ("peephole", "vanilla"):
+        mine = [x for x in runs.values() if x["task"] == "gts" and x["variant"] == cell]
+        best = max(mine, key=lambda x: (x["online"]["longest_units"], x["online"]["longest_length"], -x["seed"]))
+        assert shown[f"gts F=10 | {cell}"]["seed"] == best["seed"]
+        assert shown[f"gts F=10 | {cell}"]["longest_length"] == best["online"]["longest_length"]
+    with Image.open(tmp_path / "online_curves.png") as im:
+        assert im.size[0] > 800 and len(np.unique(np.asarray(im.convert("L")))) > 20
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "visualize_timing_counting_spikes.py"), "--online-curves",
+                        str(tmp_path / "none.jsonl")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no such journal" in r.stderr and len(r.stderr.strip().splitlines()) == 1
