@@ -2580,7 +2580,7 @@ def grid_report(entries):
     cmp_rows = ["| setting | peephole vs | paired seeds | successes, best: peephole / other | Fisher p | McNemar p "
                 "| Wilcoxon p (best run) |", "|---|---|---:|---:|---:|---:|---:|"]
     online = ["| setting | cell | runs | passed the test | training streams, median | training steps, median "
-              "| longest training stream (units), median / max | to the first pass: streams, steps (median) |",
+              "| longest training stream (units), median / max | to the first pass: streams, steps, median [range] |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for label, cfg, cells in groups.values():
         cells = {c: cells[c] for c in sorted(cells, key=list(CELLS).index)}
@@ -2591,12 +2591,13 @@ def grid_report(entries):
             on = [r["online"] for r in rs if "online" in r]
             if on:
                 med = lambda xs: f"{np.median(xs):,.0f}" if xs else "-"
+                span = lambda xs: f"{med(xs)} [{min(xs):,}–{max(xs):,}]" if xs else "-"
                 firsts = [o["first_pass"] for o in on if o["first_pass"]]
                 longest = [o["longest_units"] for o in on]
                 online.append(f"| {label} | {cell} | {n} | {len(firsts)} / {len(on)} "
                               f"| {med([o['streams'] for o in on])} "
                               f"| {med([o['steps'] for o in on])} | {med(longest)} / {max(longest)} "
-                              f"| {med([f['streams'] for f in firsts])}, {med([f['steps'] for f in firsts])} |")
+                              f"| {span([f['streams'] for f in firsts])}; {span([f['steps'] for f in firsts])} |")
             if cfg.task == "msd":
                 e = np.array([r["final"]["solved"] for r in rs])
                 msd.append(f"| {label} | {cell} | {n} | {e.mean():.3f} ± {e.std(ddof=1) if e.size > 1 else 0:.3f} "
