@@ -22,6 +22,8 @@ from matplotlib.gridspec import GridSpec  # noqa: E402
 
 import timing_counting_spikes as tcs  # noqa: E402
 
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
 COLORS = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green", "peephole-nf": "tab:purple"}
 MARKS = (("t1", "first input spike", "0.45", ":"), ("t2", "second input spike", "0.25", "--"),
          ("target", "target step t1 + 2D", "tab:red", "-"))
@@ -38,8 +40,12 @@ def models_from_args(a):
         if not (a.peep_model and a.vanilla_model):
             raise tcs.BadModel("--peep-model and --vanilla-model go together")
         models = {}
-        for want, path in (("peephole", a.peep_model), ("vanilla", a.vanilla_model)):
-            params, meta = tcs.load_model(path)
+        for want, path, flag in (("peephole", a.peep_model, "--peep-model"),
+                                 ("vanilla", a.vanilla_model, "--vanilla-model")):
+            try:
+                params, meta = tcs.load_model(path)
+            except tcs.BadModel as e:                  # load_model names the main CLI's flag
+                raise tcs.BadModel(str(e).replace("--load-model", flag, 1)) from None
             if tcs.cell_name(tcs.is_peep(params)) != want:
                 raise tcs.BadModel(f"{path} holds a {tcs.cell_name(tcs.is_peep(params))} model, not {want}")
             if not meta.get("history") or "config" not in meta:
@@ -1127,8 +1133,18 @@ def main(argv=None):
         except tcs.BadGrid as e:
             ap.error(str(e))
         return 0
+    given = [(flag, path) for flag, path in (("--failing", a.failing), ("--questions", a.questions),
+                                             ("--tscale", a.tscale)) if path]
+    for flag, path in given:
+        if not os.path.exists(path):
+            ap.error(f"{flag}: no such journal: {path}")
+    if a.tscale and not a.questions:
+        ap.error("--tscale goes with --questions")
     if a.failing:
-        table, facts = failing_table(os.path.join("results", "msd_sweep.json"), a.failing)
+        try:
+            table, facts = failing_table(os.path.join(ROOT, "results", "msd_sweep.json"), a.failing)
+        except tcs.BadSweep as e:
+            ap.error(str(e))
         print(table)
         path = os.path.join(a.outdir, "facts.json")
         all_facts = json.load(open(path)) if os.path.exists(path) else {}

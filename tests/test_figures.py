@@ -152,3 +152,25 @@ def test_timer_measure_on_hand_made_traces():
         c[:, 2, n] = -ramp + (rng.random(T) < 0.3) * 0.2     # a ramp broken on ~30% of its steps: not a timer
     timer, share = timer_cells(c, t2, tt)
     assert timer.tolist() == [True, False, False] and share[0] == 1.0 and share[1] < 0.2
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--failing", "missing.jsonl"], "--failing: no such journal: missing.jsonl"),
+    (["--questions", "missing.jsonl"], "--questions: no such journal: missing.jsonl"),
+    (["--questions", "results/msd_sweep.jsonl", "--tscale", "missing.jsonl"], "--tscale: no such journal"),
+    (["--tscale", "results/tscale.jsonl"], "--tscale goes with --questions"),
+    (["--peep-model", "missing.npz", "--vanilla-model", "missing2.npz"], "--peep-model missing.npz: no such file"),
+])
+def test_visualize_bad_input_is_one_line(tmp_path, args, msg):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "visualize_timing_counting_spikes.py"), *args,
+                        "--outdir", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not os.listdir(tmp_path)
+
+
+def test_the_failing_table_runs_outside_the_repository(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "visualize_timing_counting_spikes.py"), "--failing",
+                        os.path.join(ROOT, "results", "msd_failing.jsonl"), "--outdir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "twice the budget" in r.stdout and json.loads((tmp_path / "facts.json").read_text())["failing_seeds"]
