@@ -425,8 +425,8 @@ def fig_tscale(journal, path):
     return shown
 
 
-def msd_questions(sweep_journal, tscale_journal, outdir):
-    """The timer census of a 30-seed sweep's models (results/timers.json, viz/timer_cells.png) and the solve rate
+def msd_questions(sweep_journal, tscale_journal, outdir, timers_out):
+    """The timer census of a 30-seed sweep's models (timers_out, viz/timer_cells.png) and the solve rate
     against T (viz/tscale.png, fig_tscale); their numbers go into viz/facts.json under "timers" and "tscale"."""
     models = journal_models(sweep_journal)
     cfg = tcs.Config()
@@ -449,7 +449,7 @@ def msd_questions(sweep_journal, tscale_journal, outdir):
                          "timer_cells": sum(len(r["timers"]) for r in rs), "cells": 8 * len(rs),
                          "solved_mean_with_timer": round(float(np.mean(with_t)), 3) if with_t else None,
                          "solved_mean_without": round(float(np.mean(without)), 3) if without else None}
-    tcs.write_json(os.path.join("results", "timers.json"), {"rule": {"steps": TIMER_STEPS, "sequences": TIMER_SEQS},
+    tcs.write_json(timers_out, {"rule": {"steps": TIMER_STEPS, "sequences": TIMER_SEQS},
                                                             "models": rows, "summary": summary})
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.4), layout="constrained")
     shown = np.argsort(test.t2 - test.t1)[::64]                      # eight held-out sequences, D spread out
@@ -474,7 +474,7 @@ def msd_questions(sweep_journal, tscale_journal, outdir):
     if tscale_journal and os.path.exists(tscale_journal):
         facts["tscale"] = fig_tscale(tscale_journal, os.path.join(outdir, "tscale.png"))
     tcs.write_json(facts_path, facts)
-    print(f"wrote results/timers.json, {outdir}/timer_cells.png" + (", tscale.png" if "tscale" in facts else "")
+    print(f"wrote {timers_out}, {outdir}/timer_cells.png" + (", tscale.png" if "tscale" in facts else "")
           + f" and facts: {summary}")
 
 
@@ -1102,6 +1102,8 @@ def main(argv=None):
     ap.add_argument("--questions", metavar="SWEEP_JSONL", help="instead: the timer census of a --seeds 0-29 --both "
                     "journal and, with --tscale, the solve rate against T")
     ap.add_argument("--tscale", metavar="TSCALE_JSONL", help="the T-scale grid journal, with --questions")
+    ap.add_argument("--timers-out", default=os.path.join("results", "timers.json"), help="with --questions: where "
+                    "every model's timers go (default results/timers.json)")
     ap.add_argument("--failing", metavar="FAILING_JSONL", help="print the failing seeds' reruns against "
                     "results/msd_sweep.json, and keep them in facts.json")
     ap.add_argument("--claims", metavar="JOURNAL", nargs="+", help="instead: the paper's claims table "
@@ -1152,7 +1154,7 @@ def main(argv=None):
         tcs.write_json(path, all_facts)
         return 0
     if a.questions:
-        msd_questions(a.questions, a.tscale, a.outdir)
+        msd_questions(a.questions, a.tscale, a.outdir, a.timers_out)
         return 0
     problem = tcs.check_recipe(a)
     if not problem and a.task not in (None, "msd"):
