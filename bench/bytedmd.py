@@ -1,12 +1,16 @@
 """ByteDMD: the data-movement cost of a computation, by tracing it ("two stacks with liveness").
 
-A measuring instrument, not part of training. The definition (cybertronai/ByteDMD-definition, its current form):
+A measuring instrument, not part of training. The definition is the two-stack one of cybertronai/ByteDMD-definition
+at commit 3ae4dda70d97 (its `bytedmd.py` and `test_bytedmd.py`; every trace and cost of that test file is a test in
+tests/test_bytedmd.py). Other commits of the definition price differently: at cybertronai/ByteDMD 09e56b581cd0,
+for one, `(a + b) + c` reads at depths [3, 2, 1, 2] with no final read, against [1, 2, 1, 3, 1] here.
 
 1. Elements: every scalar in the arguments, flattened left to right (nested lists/tuples row-major); literal
    constants are free and untracked.
 2. Argument stack: argument element k sits at fixed depth k until it is first read.
 3. Working stack, LRU order, empty at the start. An operation reads its operands in order [self, other] (reflected
-   operators: [other, self]), every occurrence charged, then pushes one new element per result. Conversions to
+   operators: [other, self]), every occurrence charged, then pushes one new element per result (divmod: the
+   quotient, then the remainder). Comparisons, == and != included, give a tracked bool. Conversions to
    bool/int/float/index and hashing are a read and produce no tracked value. Writes are free.
 4. Liveness: a first pass records each element's last read; returned elements live to the end; an element never
    read dies when stored.
@@ -25,40 +29,26 @@ Unlike the public tracer, exp, tanh and the sigmoid of tracked values (`tracked.
 `tracked.sigmoid`, `tracked.sqrt`) are operations whose reads are charged, not untracked floats.
 """
 import math
+import operator
 
 
 class Tracked:
-    """A scalar whose reads the trace records. `v` is its value, `i` its element id."""
+    """A scalar whose reads the trace records. `v` is its value, `i` its element id. Every operator of `_BINARY` and
+    `_UNARY` below is an operation; conversions (`_read`) are reads with no tracked result."""
     __slots__ = ("v", "i", "t")
 
     def __init__(self, v, i, t):
         self.v, self.i, self.t = v, i, t
 
-    def _op(self, other, fn, reflected=False):
-        t = self.t
-        if isinstance(other, Tracked):
-            reads = (other.i, self.i) if reflected else (self.i, other.i)
-            v = fn(other.v, self.v) if reflected else fn(self.v, other.v)
-        else:
-            reads = (self.i,)
-            v = fn(other, self.v) if reflected else fn(self.v, other)
-        return t.emit(reads, v)
-
-    def __add__(self, o): return self._op(o, lambda a, b: a + b)
-    def __radd__(self, o): return self._op(o, lambda a, b: a + b, True)
-    def __sub__(self, o): return self._op(o, lambda a, b: a - b)
-    def __rsub__(self, o): return self._op(o, lambda a, b: a - b, True)
-    def __mul__(self, o): return self._op(o, lambda a, b: a * b)
-    def __rmul__(self, o): return self._op(o, lambda a, b: a * b, True)
-    def __truediv__(self, o): return self._op(o, lambda a, b: a / b)
-    def __rtruediv__(self, o): return self._op(o, lambda a, b: a / b, True)
-    def __pow__(self, o): return self._op(o, lambda a, b: a ** b)
-    def __gt__(self, o): return self._op(o, lambda a, b: a > b)
-    def __lt__(self, o): return self._op(o, lambda a, b: a < b)
-    def __ge__(self, o): return self._op(o, lambda a, b: a >= b)
-    def __le__(self, o): return self._op(o, lambda a, b: a <= b)
-    def __neg__(self): return self.t.emit((self.i,), -self.v)
-    def __abs__(self): return self.t.emit((self.i,), abs(self.v))
+    def _op(self, fn, others=(), reflected=False):
+        """fn on the values, reading [self, *others] ([other, self] when reflected), tracked operands only. A tuple
+        result (divmod) is one tracked element per entry, pushed in order."""
+        operands = (others[0], self) if reflected else (self, *others)
+        reads = tuple(x.i for x in operands if isinstance(x, Tracked))
+        v = fn(*(x.v if isinstance(x, Tracked) else x for x in operands))
+        if isinstance(v, tuple):
+            return tuple(self.t.emit(reads if k == 0 else (), e) for k, e in enumerate(v))
+        return self.t.emit(reads, v)
 
     def _read(self, v):                                  # a conversion: a read, no tracked result
         self.t.ops.append(((self.i,), None))
@@ -67,8 +57,32 @@ class Tracked:
     def __bool__(self): return self._read(bool(self.v))
     def __float__(self): return self._read(float(self.v))
     def __int__(self): return self._read(int(self.v))
-    def __index__(self): return self._read(int(self.v))
+    def __index__(self): return self._read(operator.index(self.v))
     def __hash__(self): return self._read(hash(self.v))
+
+
+# Operators as the definition's tracer lists them: binary ones also reflected (`2 - a` reads [a]), comparisons
+# (== and != included) give a tracked bool, divmod two elements, round/trunc/floor/ceil one.
+_BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv,
+           "floordiv": operator.floordiv, "mod": operator.mod, "divmod": divmod, "pow": pow,
+           "lshift": operator.lshift, "rshift": operator.rshift, "and": operator.and_, "or": operator.or_,
+           "xor": operator.xor, "matmul": operator.matmul}
+_COMPARE = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt,
+            "ge": operator.ge}
+_UNARY = {"neg": operator.neg, "pos": operator.pos, "abs": abs, "invert": operator.invert, "round": round,
+          "trunc": math.trunc, "floor": math.floor, "ceil": math.ceil}
+
+
+def _method(fn, reflected=False):
+    def method(self, *others):
+        return self._op(fn, others, reflected)
+    return method
+
+
+for _name, _fn in {**_BINARY, **_COMPARE, **_UNARY}.items():
+    setattr(Tracked, f"__{_name}__", _method(_fn))
+for _name, _fn in _BINARY.items():
+    setattr(Tracked, f"__r{_name}__", _method(_fn, reflected=True))
 
 
 def _unary(fn):

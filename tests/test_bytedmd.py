@@ -1,5 +1,6 @@
 """The ByteDMD tracer against the definition's published values, its Fenwick replay against a plain list, and the
 traced LSTM training step against the module's gradients."""
+import math
 import os
 import random
 import sys
@@ -39,6 +40,83 @@ def test_published_traces_and_costs():
     transpose = lambda A: [[A[j][i] for j in range(2)] for i in range(2)]
     assert depths(transpose, [[1, 2], [3, 4]]) == [1, 3, 2, 4]
     assert depths(lambda a: 10 - a * 10, 3) == [1, 1, 1]
+
+
+def test_published_branches_divmod_and_indexing():
+    """The rest of the definition's test file (cybertronai/ByteDMD-definition 3ae4dda70d97, test_bytedmd.py)."""
+    def relu(a):
+        if a > 0:
+            return a * 2
+        return a
+    assert depths(relu, 5) == [1, 1, 1, 1] and depths(relu, -5) == [1, 1, 1]
+
+    def my_divmod(a, b):
+        q, r = divmod(a, b)
+        return q + r + a
+    assert depths(my_divmod, 10, 3) == [1, 2, 2, 1, 1, 2, 1] and bd.record(my_divmod, 10, 3).value.v == 14
+
+    def implicit(a):
+        if a:
+            return a + 10
+        return a
+
+    def explicit(a):
+        if a != 0:
+            return a + 10
+        return a
+    assert depths(implicit, 0) == [1, 1] and depths(explicit, 0) == [1, 1, 1]
+    assert bd.record(explicit, 0).value.v == 0 and bd.record(explicit, 2).value.v == 12
+    t = bd.record(lambda n: [i for i in range(n)], 3)
+    assert bd.replay(t) == [1] and t.value == [0, 1, 2]
+    assert depths(lambda xs, i: xs[i], [10, 20, 30], 1) == [4, 2]
+    t = bd.record(lambda a: not a, 0)
+    assert bd.replay(t) == [1] and t.value is True
+
+
+BINARY = ["+", "-", "*", "/", "//", "%", "**", "<<", ">>", "&", "|", "^", "==", "!=", "<", "<=", ">", ">="]
+
+
+@pytest.mark.parametrize("op", BINARY)
+@pytest.mark.parametrize("a,b", [(7, 3), (3, 3), (-7, 2), (0, 5)])
+def test_every_operator_computes_python_value_and_reads_its_operands(op, a, b):
+    """Each binary operator, plain, reflected (a literal on the left) and between two traced values: Python's value,
+    one tracked result, every traced operand read (== and != included: no fallback to identity)."""
+    f = eval(f"lambda x, y: x {op} y")
+    both = bd.record(f, a, b)
+    assert both.value.v == f(a, b) and both.ops == [((0, 1), 2)]
+    right = bd.record(lambda y: f(a, y), b)
+    assert right.value.v == f(a, b) and right.ops == [((0,), 1)]
+    left = bd.record(lambda x: f(x, b), a)
+    assert left.value.v == f(a, b) and left.ops == [((0,), 1)]
+
+
+@pytest.mark.parametrize("name,f", [("divmod", lambda x, y: divmod(x, y)), ("rdivmod", lambda x, y: divmod(7, y)),
+                                    ("pow3", lambda x, y: pow(x, y, 5))])
+def test_multi_operand_and_multi_result_operators(name, f):
+    t = bd.record(f, 9, 4)
+    plain = f(9, 4)
+    got = tuple(e.v for e in t.value) if isinstance(t.value, tuple) else t.value.v
+    assert got == plain
+    if name == "divmod":
+        assert t.ops == [((0, 1), 2), ((), 3)]          # quotient then remainder, both results of one read
+    elif name == "rdivmod":
+        assert t.ops == [((1,), 2), ((), 3)]
+    else:
+        assert t.ops == [((0, 1), 2)]
+
+
+@pytest.mark.parametrize("name,f", [("neg", lambda x: -x), ("pos", lambda x: +x), ("abs", abs),
+                                    ("round", round), ("round1", lambda x: round(x, 1)), ("trunc", math.trunc),
+                                    ("floor", math.floor), ("ceil", math.ceil)])
+@pytest.mark.parametrize("x", [2.45, -2.45, 3.0])
+def test_unary_operators(name, f, x):
+    t = bd.record(f, x)
+    assert t.value.v == f(x) and t.ops == [((0,), 1)]
+
+
+def test_invert_on_integers():
+    t = bd.record(lambda x: ~x, 6)
+    assert t.value.v == -7 and t.ops == [((0,), 1)]
 
 
 def matvec(A, x):
