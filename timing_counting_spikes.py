@@ -560,7 +560,10 @@ def forward(params, x, buf=None, state=None):
             np.multiply(o, c, h)            # h_t = o c_t
     h_all = buf.S[1:L + 1, :, n_in:n_in + H]
     Wy, by = params["Wy"].reshape(M, H), params["by"].reshape(M, 1)
-    a = np.stack([np.einsum("h,thb->tb", Wy[m], h_all[:, m]) + by[m, 0] for m in range(M)], axis=1)
+    if M == 1:                                                  # the same numbers, without the stack's copy
+        a = (np.einsum("h,thb->tb", Wy[0], h_all[:, 0]) + by[0, 0])[:, None]
+    else:
+        a = np.stack([np.einsum("h,thb->tb", Wy[m], h_all[:, m]) + by[m, 0] for m in range(M)], axis=1)
     pred = 0.5 * (1 + np.tanh(0.5 * a)) if net.out == "sigmoid" else a
     h_L, c_L = buf.S[L, :, n_in:n_in + H].copy(), buf.C[L].copy()
     return (pred, (h_L, c_L)) if M > 1 else (pred[:, 0], (h_L[0], c_L[0]))

@@ -3,12 +3,14 @@
     python3 bench/bench_speed.py                 # per-step timings, ~1 min
     python3 bench/bench_speed.py --full          # + whole headline runs, peak memory, 7-seed sweep, ~4 min
     python3 bench/bench_speed.py --baseline DIR  # + the headline of the checkout in DIR against ours, alternating
+    python3 bench/bench_speed.py --compare A B   # only: the headline of two commits' module, >= 10 pairs, ~4 min
 
 Prints a table and writes results/bench.json. Timings on a shared 2-core machine are noisy: every number is a
 median of repeats, and the straightforward implementation is timed in the same process for a ratio.
 """
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -147,12 +149,19 @@ RSS = "import runpy,sys;sys.argv=sys.argv[1:];" \
       "print('maxrss_kb', hwm, file=sys.stderr)"
 
 
-def one_run(args, root=ROOT):
-    """Wall time and peak RSS (MB) of `python3 ROOT/timing_counting_spikes.py args` as a separate process."""
+def one_run(args, root=ROOT, cpu=False):
+    """Wall time and peak RSS (MB) of `python3 ROOT/timing_counting_spikes.py args` as a separate process; with
+    cpu=True also its CPU time (user + system, s), which other tenants of the machine disturb less than wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", RSS, os.path.join(root, "timing_counting_spikes.py"), *args],
                        capture_output=True, text=True, check=True)
-    return time.perf_counter() - t, int(r.stderr.split("maxrss_kb")[-1]) / 1024
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rss = int(r.stderr.split("maxrss_kb")[-1]) / 1024
+    if not cpu:
+        return wall, rss
+    return wall, rss, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def whole_run(args, repeats):
@@ -177,13 +186,97 @@ def against_baseline(baseline, repeats=3):
     return out
 
 
+def commit_of(rev):
+    """The commit id `rev` names in this repository, or None."""
+    r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--verify", "--quiet", rev + "^{commit}"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def module_at(sha, into):
+    """`timing_counting_spikes.py` as commit `sha` has it, written into the directory `into`."""
+    src = subprocess.run(["git", "-C", ROOT, "show", f"{sha}:timing_counting_spikes.py"], capture_output=True,
+                         check=True)
+    os.makedirs(into, exist_ok=True)
+    with open(os.path.join(into, "timing_counting_spikes.py"), "wb") as f:
+        f.write(src.stdout)
+
+
+def load_module(path, name):
+    """The module file at `path`, imported under `name` (two versions of the module side by side in one process)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def compare_commits(rev_a, rev_b, pairs, args):
+    """The headline (`args`) of two commits' module, run as separate processes in pairs, the order alternating
+    (A B, B A, ...) so drift in the machine's speed falls on both. Each pair gives the ratio B / A of two runs
+    seconds apart; the median ratio and its spread over the pairs are the result. The same comparison in one
+    process (both modules imported side by side, 200 headline iterations each, alternating, 3 x pairs times) is
+    less exposed to the machine's drift between processes."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = {k: os.path.join(tmp, k) for k in "AB"}
+        shas = {"A": commit_of(rev_a), "B": commit_of(rev_b)}
+        for k in "AB":
+            module_at(shas[k], dirs[k])
+        times = {"A": [], "B": []}
+        cpu = {"A": [], "B": []}
+        for p in range(pairs):
+            for k in ("AB" if p % 2 == 0 else "BA"):
+                wall, _, c = one_run(args, dirs[k], cpu=True)
+                times[k].append(wall)
+                cpu[k].append(c)
+            print(f"pair {p + 1}/{pairs}: wall A {times['A'][-1]:6.2f} s  B {times['B'][-1]:6.2f} s  "
+                  f"B/A {times['B'][-1] / times['A'][-1]:.3f}   CPU B/A {cpu['B'][-1] / cpu['A'][-1]:.3f}", flush=True)
+        print(f"in one process: {3 * pairs} alternating pairs of 200 iterations ...", flush=True)
+        steps = {"A": [], "B": []}                      # in one process: 200 headline iterations each, alternating
+        mods = {k: load_module(os.path.join(dirs[k], "timing_counting_spikes.py"), f"tcs_{k}") for k in "AB"}
+        for p in range(3 * pairs):
+            for k in ("AB" if p % 2 == 0 else "BA"):
+                m = mods[k]
+                t = time.perf_counter()
+                m.train(m.replace(m.Config(), iters=200, eval_every=200), 4)
+                steps[k].append(time.perf_counter() - t)
+    out = {"A": rev_a, "B": rev_b, "A_commit": shas["A"], "B_commit": shas["B"], "args": args, "pairs": pairs}
+    for name, t in (("wall", times), ("cpu", cpu), ("in_process_200_iters", steps)):
+        ratios = sorted(b / a for a, b in zip(t["A"], t["B"]))
+        q = statistics.quantiles(ratios, n=4)
+        out[name] = {"A_s": t["A"], "B_s": t["B"], "ratio_median": statistics.median(ratios),
+                     "ratio_quartiles": [q[0], q[2]], "ratio_range": [ratios[0], ratios[-1]],
+                     "A_median_s": statistics.median(t["A"]), "B_median_s": statistics.median(t["B"])}
+        print(f"{name:20s} B/A median {statistics.median(ratios):.3f}, quartiles {q[0]:.3f}-{q[2]:.3f}, range "
+              f"{ratios[0]:.3f}-{ratios[-1]:.3f} over {len(ratios)} pairs (A {rev_a} {out[name]['A_median_s']:.2f} s, "
+              f"B {rev_b} {out[name]['B_median_s']:.2f} s, medians)")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="also whole headline runs, memory and a 7-seed sweep")
     ap.add_argument("--baseline", metavar="DIR", help="a checkout (e.g. a git worktree) to time the headline against")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "bench.json"))
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                    help="only time the peephole headline of commit A's module against commit B's (ratio B/A)")
+    ap.add_argument("--pairs", type=int, default=10, help="--compare: pairs of runs (at least 10; default 10)")
     a = ap.parse_args()
+    if a.compare:
+        if a.pairs < 10:
+            ap.error("--pairs must be at least 10")
+        for rev in a.compare:
+            if commit_of(rev) is None:
+                ap.error(f"--compare: {rev!r} is not a commit of this repository")
+        out = a.out if a.out != ap.get_default("out") else os.path.join(ROOT, "results", "bench_compare.json")
+        result = {"compare": compare_commits(*a.compare, a.pairs, ["--quiet"]), **tcs.versions(),
+                  "date": time.strftime("%Y-%m-%d")}
+        tcs.write_json(out, result)
+        print(f"wrote {os.path.relpath(out)}")
+        return
     rows = [step_costs(peep, dt, a.repeats) for peep in (True, False) for dt in ("float64", "float32")]
     print(f"{'variant':9s} {'dtype':8s} {'fwd us/step':>12s} {'bwd us/step':>12s} {'s/100 it':>9s} "
           f"{'headline s':>11s} {'straightforward fwd+bwd us/step':>32s}")
