@@ -3,7 +3,7 @@
     python3 bench/bench_speed.py                 # per-step timings, ~1 min
     python3 bench/bench_speed.py --full          # + whole headline runs, peak memory, 7-seed sweep, ~4 min
     python3 bench/bench_speed.py --baseline DIR  # + the headline of the checkout in DIR against ours, alternating
-    python3 bench/bench_speed.py --compare A B   # only: the headline of two commits' module, >= 10 pairs, ~4 min
+    python3 bench/bench_speed.py --compare A B   # only: the headline of two commits' module, 10 pairs, ~6 min
 
 Prints a table and writes results/bench.json. Timings on a shared 2-core machine are noisy: every number is a
 median of repeats, and the straightforward implementation is timed in the same process for a ratio.
@@ -202,56 +202,72 @@ def module_at(sha, into):
         f.write(src.stdout)
 
 
-def load_module(path, name):
-    """The module file at `path`, imported under `name` (two versions of the module side by side in one process)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def run_pinned(args, root, core):
+    """Start `python3 ROOT/timing_counting_spikes.py args` on one core; returns the Popen."""
+    return subprocess.Popen([sys.executable, os.path.join(root, "timing_counting_spikes.py"), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+
+
+def side_by_side(args, dirs, pairs):
+    """A and B at the same time, each pinned to its own core, the cores swapped every pair: whatever else the machine
+    does at that moment falls on both. Returns {"A": [s], "B": [s]} of wall times."""
+    times = {"A": [], "B": []}
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    for p in range(pairs):
+        t0 = time.perf_counter()
+        procs = {k: run_pinned(args, dirs[k], cores[(j + p) % 2]) for j, k in enumerate("AB")}
+        left = dict(procs)
+        while left:                                 # each side's wall time, as it finishes
+            for k, pr in list(left.items()):
+                if pr.poll() is not None:
+                    if pr.returncode:
+                        raise SystemExit(f"bench_speed.py: error: the {k} side exited with {pr.returncode}")
+                    times[k].append(time.perf_counter() - t0)
+                    del left[k]
+            time.sleep(0.01)
+        print(f"side by side {p + 1}/{pairs}: A {times['A'][-1]:6.2f} s  B {times['B'][-1]:6.2f} s  "
+              f"B/A {times['B'][-1] / times['A'][-1]:.3f}", flush=True)
+    return times
+
+
+def alternating(args, dirs, pairs):
+    """A and B one after the other, the order alternating (A B, B A, ...). Returns wall and CPU times."""
+    times, cpu = {"A": [], "B": []}, {"A": [], "B": []}
+    for p in range(pairs):
+        for k in ("AB" if p % 2 == 0 else "BA"):
+            wall, _, c = one_run(args, dirs[k], cpu=True)
+            times[k].append(wall)
+            cpu[k].append(c)
+        print(f"alternating {p + 1}/{pairs}: A {times['A'][-1]:6.2f} s  B {times['B'][-1]:6.2f} s  "
+              f"B/A {times['B'][-1] / times['A'][-1]:.3f}", flush=True)
+    return times, cpu
 
 
 def compare_commits(rev_a, rev_b, pairs, args):
-    """The headline (`args`) of two commits' module, run as separate processes in pairs, the order alternating
-    (A B, B A, ...) so drift in the machine's speed falls on both. Each pair gives the ratio B / A of two runs
-    seconds apart; the median ratio and its spread over the pairs are the result. The same comparison in one
-    process (both modules imported side by side, 200 headline iterations each, alternating, 3 x pairs times) is
-    less exposed to the machine's drift between processes."""
+    """The headline (`args`) of two commits' module, as separate processes, in `pairs` pairs twice: side by side on
+    the two cores, and alternating on an otherwise idle machine. Each pair gives the ratio B / A of two runs under
+    the same conditions; the result is the median ratio, its quartiles and range over the pairs, and the ratio of
+    each side's fastest run (the machine's noise only ever adds time)."""
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {k: os.path.join(tmp, k) for k in "AB"}
         shas = {"A": commit_of(rev_a), "B": commit_of(rev_b)}
         for k in "AB":
             module_at(shas[k], dirs[k])
-        times = {"A": [], "B": []}
-        cpu = {"A": [], "B": []}
-        for p in range(pairs):
-            for k in ("AB" if p % 2 == 0 else "BA"):
-                wall, _, c = one_run(args, dirs[k], cpu=True)
-                times[k].append(wall)
-                cpu[k].append(c)
-            print(f"pair {p + 1}/{pairs}: wall A {times['A'][-1]:6.2f} s  B {times['B'][-1]:6.2f} s  "
-                  f"B/A {times['B'][-1] / times['A'][-1]:.3f}   CPU B/A {cpu['B'][-1] / cpu['A'][-1]:.3f}", flush=True)
-        print(f"in one process: {3 * pairs} alternating pairs of 200 iterations ...", flush=True)
-        steps = {"A": [], "B": []}                      # in one process: 200 headline iterations each, alternating
-        mods = {k: load_module(os.path.join(dirs[k], "timing_counting_spikes.py"), f"tcs_{k}") for k in "AB"}
-        for p in range(3 * pairs):
-            for k in ("AB" if p % 2 == 0 else "BA"):
-                m = mods[k]
-                t = time.perf_counter()
-                m.train(m.replace(m.Config(), iters=200, eval_every=200), 4)
-                steps[k].append(time.perf_counter() - t)
+        together = side_by_side(args, dirs, pairs)
+        apart, cpu = alternating(args, dirs, pairs)
     out = {"A": rev_a, "B": rev_b, "A_commit": shas["A"], "B_commit": shas["B"], "args": args, "pairs": pairs}
-    for name, t in (("wall", times), ("cpu", cpu), ("in_process_200_iters", steps)):
+    for name, t in (("side_by_side", together), ("alternating", apart), ("alternating_cpu", cpu)):
         ratios = sorted(b / a for a, b in zip(t["A"], t["B"]))
         q = statistics.quantiles(ratios, n=4)
         out[name] = {"A_s": t["A"], "B_s": t["B"], "ratio_median": statistics.median(ratios),
                      "ratio_quartiles": [q[0], q[2]], "ratio_range": [ratios[0], ratios[-1]],
-                     "A_median_s": statistics.median(t["A"]), "B_median_s": statistics.median(t["B"])}
-        print(f"{name:20s} B/A median {statistics.median(ratios):.3f}, quartiles {q[0]:.3f}-{q[2]:.3f}, range "
-              f"{ratios[0]:.3f}-{ratios[-1]:.3f} over {len(ratios)} pairs (A {rev_a} {out[name]['A_median_s']:.2f} s, "
-              f"B {rev_b} {out[name]['B_median_s']:.2f} s, medians)")
+                     "A_median_s": statistics.median(t["A"]), "B_median_s": statistics.median(t["B"]),
+                     "ratio_of_minima": min(t["B"]) / min(t["A"])}
+        print(f"{name:16s} B/A median {statistics.median(ratios):.3f}, quartiles {q[0]:.3f}-{q[2]:.3f}, range "
+              f"{ratios[0]:.3f}-{ratios[-1]:.3f} over {len(ratios)} pairs (medians A {out[name]['A_median_s']:.2f} s, "
+              f"B {out[name]['B_median_s']:.2f} s); fastest runs {out[name]['ratio_of_minima']:.3f}")
     return out
 
 
@@ -268,6 +284,8 @@ def main():
     if a.compare:
         if a.pairs < 10:
             ap.error("--pairs must be at least 10")
+        if len(os.sched_getaffinity(0)) < 2:
+            ap.error("--compare runs the two sides at once and needs two cores")
         for rev in a.compare:
             if commit_of(rev) is None:
                 ap.error(f"--compare: {rev!r} is not a commit of this repository")
