@@ -214,7 +214,8 @@ def stream_score(pred, s, tol, need, periodic):
 class Task:
     """One row of TASKS. paper: the paper's name. make(cfg, rng, B, units): a training batch. test(cfg, units): the
     held-out data. tol: the criterion (None: the seed's argmax scoring). out: the paper network's output unit.
-    long: final and best models are re-scored over long x test_units units. defaults: the task's recipe."""
+    long: final and best models are re-scored over long x test_units units. defaults: the task's recipe; one_cell:
+    what the paper's one-cell network (--arch paper) trains with by BPTT instead (the claims grid's recipe)."""
     paper: str
     make: Callable
     test: Callable
@@ -223,6 +224,7 @@ class Task:
     periodic: bool = False
     long: int = 1
     defaults: dict = field(default_factory=dict)
+    one_cell: dict = field(default_factory=dict)
 
 
 def unit_len(cfg):
@@ -241,6 +243,7 @@ def stream_test(cfg, units):
 
 SHARED = {"iters": 3000, "lr": 5e-3, "lr_decay_factor": 0.5, "lr_decay_every": 1500, "clip": 1.0,
           "eval_every": 100, "test_seed": 1234}
+ONE_CELL = {"lr": 0.01, "iters": 6000, "eval_every": 250}   # with the paper's init: what taught it f_cos (probes)
 TASKS = {
     "msd": Task("- (the seed's own variant)",
                 lambda cfg, rng, B, units: msd_batch(rng, B, cfg.T, cfg.D_min, cfg.D_max, cfg.dtype),
@@ -252,15 +255,18 @@ TASKS = {
                    lambda cfg, rng, B, units: delay_stream(rng, B, units * unit_len(cfg), cfg.F, cfg.I, cfg.dtype),
                    stream_test, tol=0.49,
                    out=lambda cfg: "sigmoid" if max(cfg.I) <= 1 else "linear",
-                   defaults={**SHARED, "F": 10, "I": (0, 1), "window": (10, 10), "batch": 16, "test_units": 1000}),
+                   defaults={**SHARED, "F": 10, "I": (0, 1), "window": (10, 10), "batch": 16, "test_units": 1000},
+                   one_cell=ONE_CELL),
     "gts": Task("GTS",
                 lambda cfg, rng, B, units: gts_stream(units * cfg.F, cfg.F, cfg.dtype),
                 stream_test, tol=0.49, out=lambda cfg: "sigmoid", periodic=True,
-                defaults={**SHARED, "F": 10, "window": (10, 200), "batch": 1, "test_units": 1000}),
+                defaults={**SHARED, "F": 10, "window": (10, 200), "batch": 1, "test_units": 1000},
+                one_cell={**ONE_CELL, "window": (3, 3)}),
     "pfg": Task("PFG",
                 lambda cfg, rng, B, units: pfg_stream(units * cfg.F, cfg.F, cfg.wave, cfg.dtype),
                 stream_test, tol=0.3, out=lambda cfg: "linear", periodic=True, long=10,
-                defaults={**SHARED, "F": 10, "wave": "cos", "window": (10, 200), "batch": 1, "test_units": 1000}),
+                defaults={**SHARED, "F": 10, "wave": "cos", "window": (10, 200), "batch": 1, "test_units": 1000},
+                one_cell={**ONE_CELL, "window": (3, 3)}),
 }
 GENERATION = ("gts", "pfg")  # no input: B identical streams would be one stream repeated, so B = 1
 SELF_PACE = 1.5  # a self-paced window is this many times the last window's error-free run, within --window MIN-MAX
@@ -268,8 +274,9 @@ SELF_PACE = 1.5  # a self-paced window is this many times the last window's erro
 
 @dataclass(frozen=True)
 class Config:
-    """The recipe. Fields left None take the task's defaults (TASKS), then the architecture's and initialisation's:
-    Config() is the headline experiment, Config(task="gts", arch="paper") the paper's network on GTS. The defaults
+    """The recipe. Fields left None take the task's defaults (TASKS; for the one-cell network, --arch paper, its
+    one_cell recipe and the paper's initialisation), then the architecture's and initialisation's: Config() is the
+    headline experiment, Config(task="gts", arch="paper") the paper's network on GTS. The defaults
     are filled in once, at construction: replace(cfg, task=...) keeps the old task's, so build a new Config instead."""
     task: str = "msd"
     T: int = None
@@ -281,7 +288,7 @@ class Config:
     window: tuple = None       # training window in units: (n, n) fixed, (min, max) self-paced
     test_units: int = None
     arch: str = "seed"         # "seed": tanh cell input and output, linear output unit; "paper": see net_of()
-    init: str = "seed"
+    init: str = None           # the architecture's: "seed" or "paper"
     hidden: int = None         # seed arch: 8 cells; paper arch: 1
     batch: int = None
     iters: int = None
@@ -304,7 +311,10 @@ class Config:
     max_steps: int = None      # rtrl: training time steps per model
 
     def __post_init__(self):
-        fill = {**TASKS[self.task].defaults, "hidden": 8 if self.arch == "seed" else 1,
+        if self.init is None:
+            object.__setattr__(self, "init", self.arch)
+        one_cell = TASKS[self.task].one_cell if self.arch == "paper" else {}
+        fill = {**TASKS[self.task].defaults, **one_cell, "hidden": 8 if self.arch == "seed" else 1,
                 "forget_bias": (1.0 if self.init == "seed" else -2.0) if self.forget else None}
         if self.learner == "rtrl":                # BPTT's fields stay None: the online learner has no windows
             fill = {k: v for k, v in fill.items() if k not in BPTT_ONLY}
@@ -808,6 +818,12 @@ def rank(metrics):
     if "solved" in metrics:
         return metrics["solved"], -metrics["mse"]
     return metrics["run_units"], -metrics["rmse"]
+
+
+def models_line(run):
+    """A finished run's final model, and for the stream tasks its best checkpoint, labelled."""
+    best = run.get("best")
+    return f"final {progress(run['final'])}" + (f" | best {progress(best)}" if best and "run_units" in best else "")
 
 
 def progress(m):
@@ -2045,7 +2061,7 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
                 n_done, i = n_done + 1, i + 1
                 el = time.perf_counter() - t0
                 if not quiet:
-                    what = (progress(res[1]["final"]) + f"  ({res[1]['wall_time']:.1f}s)" if res[0] == "done"
+                    what = (models_line(res[1]) + f"  ({res[1]['wall_time']:.1f}s)" if res[0] == "done"
                             else f"DIVERGED: {res[1]}")
                     log(f"[{n_done}/{n}] {setting_label(cfg)} {cell_name(cfg.peep, cfg.forget):11s} seed {seed:3d}  "
                         f"{what}  elapsed {el:.0f}s  eta {el / i * (n_todo - i):.0f}s")
@@ -2281,19 +2297,23 @@ def load_model(path, checkpoint="final"):
 
 
 def summary_table(runs):
-    """Per-seed rows of the final metrics, then mean, median and std per variant, as aligned text."""
+    """Per-seed rows of the final model's metrics, then mean, median and std per variant, as aligned text; for the
+    stream tasks the same for the best checkpoint (what the claims table counts), each row labelled."""
     keys = [k for k in ("mse", "solved", "within1", "run_units", "success", "rmse", "period")
             if k in runs[0]["final"]]
+    models = ("final", "best") if all(r.get("best") and "run_units" in r["best"] for r in runs) else ("final",)
     w = max(11, *(len(r["variant"]) for r in runs))
-    lines = [f"{'variant':{w}s} {'seed':>6s} " + " ".join(f"{k:>10s}" for k in keys)]
+    lines = [f"{'variant':{w}s} {'model':>5s} {'seed':>6s} " + " ".join(f"{k:>10s}" for k in keys)]
     num = lambda v: np.nan if v is None else float(v)
-    for r in runs:
-        lines.append(f"{r['variant']:{w}s} {r['seed']:6d} " + " ".join(f"{num(r['final'][k]):10.5g}" for k in keys))
-    for v in dict.fromkeys(r["variant"] for r in runs):
-        m = np.array([[num(r["final"][k]) for k in keys] for r in runs if r["variant"] == v])
-        for name, fn in (("mean", np.mean), ("median", np.median), ("std", np.std)):
-            a = [fn(col[np.isfinite(col)]) if np.isfinite(col).any() else np.nan for col in m.T]
-            lines.append(f"{v:{w}s} {name:>6s} " + " ".join(f"{x:10.5g}" for x in a))
+    for which in models:
+        for r in runs:
+            lines.append(f"{r['variant']:{w}s} {which:>5s} {r['seed']:6d} "
+                         + " ".join(f"{num(r[which][k]):10.5g}" for k in keys))
+        for v in dict.fromkeys(r["variant"] for r in runs):
+            m = np.array([[num(r[which][k]) for k in keys] for r in runs if r["variant"] == v])
+            for name, fn in (("mean", np.mean), ("median", np.median), ("std", np.std)):
+                a = [fn(col[np.isfinite(col)]) if np.isfinite(col).any() else np.nan for col in m.T]
+                lines.append(f"{v:{w}s} {which:>5s} {name:>6s} " + " ".join(f"{x:10.5g}" for x in a))
     return "\n".join(lines)
 
 
@@ -2381,6 +2401,8 @@ def read_results(path):
     except (KeyError, TypeError) as e:
         raise BadSweep(f"--report {path}: a journal record lacks a field ({type(e).__name__})") from None
     runs = res.get("runs") if isinstance(res, dict) else None
+    if isinstance(res, dict) and "settings" in res and "cells" in res:
+        raise BadSweep(f"--report {path}: a grid file, not results (report its journal, the --out of --grid)")
     if not isinstance(runs, list) or not runs:
         raise BadSweep(f"--report {path}: no 'runs' list")
     return res
@@ -2734,30 +2756,38 @@ TASK_FLAGS = {"T": ("msd",), "D_min": ("msd",), "D_max": ("msd",), "n_test": ("m
               "test_units": ("delays", "gts", "pfg")}
 
 
-def recipe_parser(description):
+def recipe_parser(description, msd_only=False):
     """A parser with the task, model, training and evaluation flags and one-line errors with argparse's exit
-    status 2. Flags left out take the task's defaults (Config, TASKS). The figure scripts start from it too."""
-    ap = argparse.ArgumentParser(description=description)
+    status 2. Flags left out take the task's defaults (Config, TASKS). msd_only: the flags of the MSD variant's BPTT
+    recipe only (the figure scripts, which draw that task), the others fixed at their defaults."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.error = lambda msg: ap.exit(2, f"{ap.prog}: error: {msg}\n")
     d = lambda task, k: TASKS[task].defaults[k]
-    task = ap.add_argument_group("task (defaults: the task's, TASKS in the module)")
-    task.add_argument("--task", choices=tuple(TASKS), help="msd (default): the seed's MSD; delays: the paper's "
-                      "MSD stream (NMSD with --window 1); gts, pfg: the paper's GTS and PFG")
+    if msd_only:
+        ap.set_defaults(task=None, F=None, I=None, wave=None, window=None, learner=None, momentum=None,
+                        max_streams=None, max_steps=None, test_units=None)
+    task = ap.add_argument_group("task: the MSD variant" if msd_only else
+                                 "task (defaults: the task's, TASKS in the module)")
+    if not msd_only:
+        task.add_argument("--task", choices=tuple(TASKS), help="msd (default): the MSD variant; delays: the paper's "
+                          "MSD stream (NMSD with --window 1); gts, pfg: the paper's GTS and PFG")
     task.add_argument("--T", type=positive_int, help=f"msd: sequence length ({d('msd', 'T')})")
     task.add_argument("--D-min", type=int, help=f"msd: shortest spike gap D ({d('msd', 'D_min')})")
     task.add_argument("--D-max", type=int, help=f"msd: longest spike gap D ({d('msd', 'D_max')})")
-    task.add_argument("--F", "--period", dest="F", type=positive_int,
-                      help=f"delays: the interval's offset F; gts, pfg: the period ({d('gts', 'F')})")
-    task.add_argument("--I", type=int_set, help="delays: the set I(n) is drawn from: 0,1 or 0-2 or 0-10 (0,1)")
-    task.add_argument("--wave", choices=tuple(WAVES), help="pfg: f_cos, f_tri or f_rect (cos)")
-    task.add_argument("--window", type=window_units, help="streams: training window in units, N fixed or MIN-MAX "
-                      "self-paced (delays 10; gts, pfg 10-200)")
+    if not msd_only:
+        task.add_argument("--F", "--period", dest="F", type=positive_int,
+                          help=f"delays: the interval's offset F; gts, pfg: the period ({d('gts', 'F')})")
+        task.add_argument("--I", type=int_set, help="delays: the set I(n) is drawn from: 0,1 or 0-2 or 0-10 (0,1)")
+        task.add_argument("--wave", choices=tuple(WAVES), help="pfg: f_cos, f_tri or f_rect (cos)")
+        task.add_argument("--window", type=window_units, help="streams: training window in units, N fixed or "
+                          "MIN-MAX self-paced (delays 10; gts, pfg 10-200, with --arch paper 3)")
     model = ap.add_argument_group("model")
     model.add_argument("--arch", choices=("seed", "paper"), default="seed",
                        help="seed: tanh cell input and output, linear output unit; paper: identity cell input, no "
                             "output squashing, sigmoid output unit for spikes (default seed)")
-    model.add_argument("--init", choices=("seed", "paper"), default="seed",
-                       help="seed: Gaussian, forget bias 1; paper: uniform [-0.1, 0.1], gate biases 0, -2, +2")
+    model.add_argument("--init", choices=("seed", "paper"),
+                       help="seed: Gaussian, forget bias 1; paper: uniform [-0.1, 0.1], gate biases 0, -2, +2 "
+                            "(default: the architecture's)")
     model.add_argument("--hidden", type=positive_int, help="cells H (seed arch 8, paper arch 1)")
     model.add_argument("--no-forget", dest="forget", action="store_false", help="the 1997 cell: no forget gate")
     model.add_argument("--forget-bias", type=finite_float, help="(seed init 1.0, paper init -2.0)")
@@ -2768,11 +2798,26 @@ def recipe_parser(description):
     model.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     tr = ap.add_argument_group("training")
     tr.add_argument("--batch", type=positive_int, help="sequences or streams per step (msd 32, delays 16, gts/pfg 1)")
-    tr.add_argument("--iters", type=positive_int, help=f"({d('msd', 'iters')})")
-    tr.add_argument("--lr", type=finite_float, help=f"Adam's step size ({d('msd', 'lr')})")
+    tr.add_argument("--iters", type=positive_int, help=f"({d('msd', 'iters')}; --arch paper {ONE_CELL['iters']})")
+    tr.add_argument("--lr", type=finite_float,
+                    help=f"Adam's step size ({d('msd', 'lr')}; --arch paper {ONE_CELL['lr']})")
     tr.add_argument("--lr-decay-factor", type=finite_float, help=f"({d('msd', 'lr_decay_factor')})")
     tr.add_argument("--lr-decay-every", type=positive_int, help=f"({d('msd', 'lr_decay_every')})")
     tr.add_argument("--clip", type=finite_float, help=f"global L2 gradient norm bound ({d('msd', 'clip')})")
+    if not msd_only:
+        online_flags(ap)
+    ev = ap.add_argument_group("evaluation")
+    ev.add_argument("--n-test", type=positive_int, help=f"msd: held-out sequences ({d('msd', 'n_test')})")
+    if not msd_only:
+        ev.add_argument("--test-units", type=positive_int, help="streams: units in the free-run test (1000)")
+    ev.add_argument("--test-seed", type=int, help=f"({d('msd', 'test_seed')})")
+    ev.add_argument("--eval-every", type=positive_int, help=f"({d('msd', 'eval_every')}; --arch paper "
+                    f"{ONE_CELL['eval_every']})")
+    return ap
+
+
+def online_flags(ap):
+    """The online learner's flags (recipe_parser)."""
     on = ap.add_argument_group("learner (--learner rtrl: the paper's online learning; its defaults are the paper's)")
     on.add_argument("--learner", choices=("bptt", "rtrl"), help="bptt (default): BPTT + Adam on windows; rtrl: "
                     "online truncated-gradient learning with momentum, streams that end at the first error")
@@ -2780,12 +2825,6 @@ def recipe_parser(description):
                     "gts 0.999; pfg 0.99); its --lr defaults to 1e-5")
     on.add_argument("--max-streams", type=positive_int, help="rtrl: training streams per model (10^7)")
     on.add_argument("--max-steps", type=positive_int, help="rtrl: training time steps per model (10^8)")
-    ev = ap.add_argument_group("evaluation")
-    ev.add_argument("--n-test", type=positive_int, help=f"msd: held-out sequences ({d('msd', 'n_test')})")
-    ev.add_argument("--test-units", type=positive_int, help="streams: units in the free-run test (1000)")
-    ev.add_argument("--test-seed", type=int, help=f"({d('msd', 'test_seed')})")
-    ev.add_argument("--eval-every", type=positive_int, help=f"({d('msd', 'eval_every')})")
-    return ap
 
 
 def build_parser():

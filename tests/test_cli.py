@@ -96,3 +96,35 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         tcs.write_atomic(str(path), fails)
     assert json.load(open(path)) == {"a": 1} and os.listdir(tmp_path) == ["f.json"]
+
+
+def test_the_one_cell_network_defaults_to_the_claims_grids_recipe():
+    """--arch paper alone is the recipe the claims grid trained the one-cell network with; the 8-cell network and
+    the online learner keep theirs, and a flag given still wins."""
+    _, jobs = tcs.load_grid(os.path.join(os.path.dirname(__file__), "..", "results", "claims_one_cell.grid.json"))
+    for cfg, _ in jobs:
+        bare = tcs.Config(task=cfg.task, F=cfg.F, I=cfg.I, wave=cfg.wave, arch="paper", peep=cfg.peep,
+                          forget=cfg.forget)
+        assert bare == cfg, (bare, cfg)
+    seed_arch = tcs.Config(task="gts")
+    assert (seed_arch.init, seed_arch.lr, seed_arch.iters, seed_arch.window) == ("seed", 5e-3, 3000, (10, 200))
+    online = tcs.Config(task="gts", arch="paper", learner="rtrl")
+    assert (online.init, online.lr, online.iters, online.window) == ("paper", 1e-5, None, None)
+    mine = tcs.Config(task="pfg", arch="paper", init="seed", lr=0.03, window=(10, 200))
+    assert (mine.init, mine.lr, mine.window, mine.forget_bias) == ("seed", 0.03, (10, 200), 1.0)
+
+
+def test_multi_seed_summary_labels_best_and_final():
+    run = lambda variant, seed, best_units, final_units: {
+        "variant": variant, "seed": seed,
+        "final": {"run_units": final_units, "run_steps": 10 * final_units, "success": final_units >= 1000,
+                  "rmse": 0.2, "period": 10.0},
+        "best": {"iter": 250, "run_units": best_units, "run_steps": 10 * best_units, "success": best_units >= 1000,
+                 "rmse": 0.1, "period": 10.0}}
+    text = tcs.summary_table([run("peephole", 0, 1000, 3), run("peephole", 1, 7, 2)])
+    rows = [line.split() for line in text.splitlines()[1:]]
+    assert ["peephole", "final", "0", "3", "0"] == rows[0][:5]
+    assert ["peephole", "best", "0", "1000", "1"] == [r for r in rows if r[1] == "best"][0][:5]
+    assert [r[3] for r in rows if r[1] == "best" and r[2] == "median"] == ["503.5"]
+    assert tcs.models_line(run("vanilla", 0, 12, 5)).startswith("final run     5 units")
+    assert "| best run    12 units" in tcs.models_line(run("vanilla", 0, 12, 5))

@@ -115,7 +115,8 @@ def test_stream_report_on_a_hand_made_file(tmp_path):
             stream_run(2, "peephole", 5, 5, period=9.9), stream_run(0, "vanilla", 3, 0, period=None),
             stream_run(1, "vanilla", 1000, 0), stream_run(2, "vanilla", 2, 0)]
     f = tmp_path / "g.json"
-    f.write_text(json.dumps({"config": {"task": "gts", "F": 10, "arch": "paper", "hidden": 1, "window": [2, 200],
+    f.write_text(json.dumps({"config": {"task": "gts", "F": 10, "arch": "paper", "init": "seed", "hidden": 1,
+                                        "window": [2, 200],
                                         "peep": True, "forget": True}, "runs": runs}))
     r = cli("--report", str(f))
     assert r.returncode == 0, r.stderr
