@@ -1,4 +1,4 @@
-"""Animated training of the peephole LSTM on MSD: timing_counting_spikes.gif.
+"""Animated training of the peephole LSTM on the MSD variant: timing_counting_spikes.gif.
 
     python3 make_timing_counting_spikes_gif.py               # headline recipe, seed 4, a frame every 200 iterations
 
@@ -93,16 +93,14 @@ def write_gif(path, frames, fps):
 
 
 def main(argv=None):
-    ap = tcs.recipe_parser(__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=4)
+    ap = tcs.recipe_parser(__doc__, msd_only=True)
+    ap.add_argument("--seed", type=int, default=4, help="the model's seed (default 4)")
     ap.add_argument("--snapshot-every", type=tcs.positive_int, default=200, help="iterations between frames")
     ap.add_argument("--fps", type=tcs.finite_float, default=5.0, help="frames per second")
-    ap.add_argument("--out", default="timing_counting_spikes.gif")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--out", default="timing_counting_spikes.gif", help="(default timing_counting_spikes.gif)")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines")
     a = ap.parse_args(argv)
     problem = tcs.check_recipe(a)
-    if not problem and a.task not in (None, "msd"):
-        problem = "the GIF shows the seed's MSD: drop --task"
     cfg = None if problem else tcs.config_from_args(a, True)
     if not problem and a.snapshot_every % cfg.eval_every:
         problem = f"--snapshot-every ({a.snapshot_every}) must be a multiple of --eval-every ({cfg.eval_every})"

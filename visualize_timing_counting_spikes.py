@@ -1,12 +1,16 @@
-"""Figures of the trained peephole and vanilla LSTMs on MSD: viz/*.png, and viz/facts.json with every number the
-README's captions quote, computed here from the models.
+"""The figures: viz/*.png, and viz/facts.json with every number their captions quote.
+
+By default the headline's: the peephole and vanilla LSTMs trained on the MSD variant (training curves, sample
+predictions, cell states, gates, weights), computed here from the two saved models or trained here first:
 
     python3 visualize_timing_counting_spikes.py \\
         --peep-model results/model_peephole_seed4.npz --vanilla-model results/model_vanilla_seed4.npz
     python3 visualize_timing_counting_spikes.py          # no saved models: trains both (seed 4) first, in parallel
 
-Without saved models the recipe flags (defaults: the headline recipe) say what to train; with them, the task and
-held-out set are the ones the models were trained and scored on (their saved config).
+Without saved models the recipe flags (defaults: the headline recipe) say what to train; with them, the held-out
+set is the one the models were trained and scored on (their saved config). The other modes draw from results files:
+--questions (and --tscale) the MSD variant's open questions, --failing its failing seeds, --claims the paper's claims
+table and figures, --online-curves the online learner's learning curves.
 """
 import json
 import os
@@ -196,24 +200,31 @@ def event_legend(fig, ax, extra=(), ncol=5):
 
 
 def fig_training_curves(models, n_test):
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 5.2), sharex=True)
+    """Held-out MSE (top) and solve rates (bottom) against iterations: colour is the model, line style the rate."""
+    from matplotlib.lines import Line2D
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9.5, 5.2), sharex=True)
     for v, (_, hist, _) in models.items():
         it = [h["iter"] for h in hist]
-        a1.semilogy(it, [h["mse"] for h in hist], color=COLORS[v])
-        a2.plot(it, [h["solved"] for h in hist], color=COLORS[v], label=f"{v}, exact")
-        a2.plot(it, [h["within1"] for h in hist], color=COLORS[v], ls=":", label=f"{v}, within one step")
+        a1.semilogy(it, [h["mse"] for h in hist], color=COLORS[v], label=v)
+        a2.plot(it, [h["solved"] for h in hist], color=COLORS[v])
+        a2.plot(it, [h["within1"] for h in hist], color=COLORS[v], ls=":")
     a1.set_ylabel("held-out MSE")
     a2.set_ylabel("solve rate")
     a2.set_ylim(-0.02, 1.02)
     a2.set_xlabel("training iteration")
     a1.grid(alpha=0.3, which="both")
     a2.grid(alpha=0.3)
-    fig.legend(*a2.get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False, fontsize=8.5)
+    beside = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "frameon": False, "fontsize": 8.5,
+              "title_fontsize": 8.5, "alignment": "left"}                     # beside the axes, not on the data
+    a1.legend(title="model", **beside)
+    a2.legend(handles=[Line2D([], [], color="0.3", label="exact (argmax\non the target step)"),
+                       Line2D([], [], color="0.3", ls=":", label="within one step")],
+              title="solve rate", **beside)
     hist = next(iter(models.values()))[1]
     seeds = ", ".join(f"{v} seed {m[2]}" for v, m in models.items())
     a1.set_title(f"{n_test} held-out sequences, scored every {hist[1]['iter'] - hist[0]['iter']} iterations "
                  f"({seeds})", fontsize=9, loc="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.tight_layout()
     return fig
 
 
@@ -898,7 +909,7 @@ def fig_claims_success(stats, path):
         ax.set_facecolor("0.85")                        # not run: grey
         im = ax.imshow(rate, cmap=cmap, vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(CELL_ORDER)), CELL_ORDER, fontsize=8, rotation=20)
-        ax.set_yticks(range(len(settings)), settings, fontsize=8)
+        ax.set_yticks(range(len(settings)), [x.replace("pfg ", "pfg f_") for x in settings], fontsize=8)
         ax.set_title(f"{net} network", fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), label="success rate, best checkpoint", fraction=0.04)
     save(fig, path)
@@ -980,9 +991,10 @@ def fig_gts_mechanism(record, mech, path, periods=3):
             ax.axvline(spike, color="0.8", lw=0.8, zorder=0)
         ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside, not on, the data
     axes[0].set_title(f"{network_of(record['config'])} network, peephole cell, GTS F={F}, seed {record['seed']}, "
-                      f"cell {k} (grey lines: the target's spikes)\nshare of spikes it resets at "
-                      f"{mech['reset'][k]:.2f}; o open at spikes {mech['open_at_spike'][k]:.2f}, closed elsewhere "
-                      f"{mech['closed_elsewhere'][k]:.2f}", fontsize=8.5)
+                      f"cell {k}; grey lines: the target's spikes\nshares over periods 2-51 of the free run: spikes at "
+                      f"which i and f shut and |c| drops (reset) {mech['reset'][k]:.2f};\nspikes with o > 0.5 "
+                      f"{mech['open_at_spike'][k]:.2f}; other steps with o < 0.5 {mech['closed_elsewhere'][k]:.2f}",
+                      fontsize=8.5)
     save(fig, path)
     spikes = t[s.ends[t, 0]]
     spikes = spikes[spikes + 1 <= t[-1]]
@@ -1094,7 +1106,7 @@ def online_curves(journals, outdir, settings=("gts F=10", "pfg cos F=10"), cells
 
 
 def main(argv=None):
-    ap = tcs.recipe_parser(__doc__.splitlines()[0])
+    ap = tcs.recipe_parser(__doc__, msd_only=True)
     ap.add_argument("--seed", type=int, default=4, help="seed of the models trained here (default 4)")
     ap.add_argument("--peep-model", help="a peephole model saved by timing_counting_spikes.py --save-model")
     ap.add_argument("--vanilla-model", help="the vanilla model of the same recipe")
@@ -1104,16 +1116,18 @@ def main(argv=None):
     ap.add_argument("--tscale", metavar="TSCALE_JSONL", help="the T-scale grid journal, with --questions")
     ap.add_argument("--timers-out", default=os.path.join("results", "timers.json"), help="with --questions: where "
                     "every model's timers go (default results/timers.json)")
-    ap.add_argument("--failing", metavar="FAILING_JSONL", help="print the failing seeds' reruns against "
-                    "results/msd_sweep.json, and keep them in facts.json")
+    ap.add_argument("--failing", metavar="FAILING_JSONL", help="print the failing seeds' reruns against the "
+                    "30-seed sweep (--sweep), and keep them in facts.json")
+    ap.add_argument("--sweep", default=os.path.join(ROOT, "results", "msd_sweep.json"), help="with --failing: the "
+                    "30-seed sweep's results (default: results/msd_sweep.json of this repository)")
     ap.add_argument("--claims", metavar="JOURNAL", nargs="+", help="instead: the paper's claims table "
                     "(results/claims.json), viz/claims_success.png, free_runs_*.png and gts_mechanism.png from "
-                    "issue 9's grid journals")
+                    "the claims grid's journals")
     ap.add_argument("--claims-out", default=os.path.join("results", "claims.json"), help="with --claims: where the "
                     "table's JSON goes (default results/claims.json)")
     ap.add_argument("--online-curves", metavar="JOURNAL", nargs="+", help="instead: viz/online_curves.png, the "
                     "online learner's training streams against streams seen (GTS and PFG f_cos at F = 10, peephole "
-                    "and vanilla), from grid journals of --learner rtrl")
+                    "and vanilla), from grid journals of the online learner")
     a = ap.parse_args(argv)
     if a.online_curves:
         missing = [p for p in a.online_curves if not os.path.exists(p)]
@@ -1136,7 +1150,7 @@ def main(argv=None):
             ap.error(str(e))
         return 0
     given = [(flag, path) for flag, path in (("--failing", a.failing), ("--questions", a.questions),
-                                             ("--tscale", a.tscale)) if path]
+                                             ("--tscale", a.tscale), ("--sweep", a.failing and a.sweep)) if path]
     for flag, path in given:
         if not os.path.exists(path):
             ap.error(f"{flag}: no such journal: {path}")
@@ -1144,7 +1158,7 @@ def main(argv=None):
         ap.error("--tscale goes with --questions")
     if a.failing:
         try:
-            table, facts = failing_table(os.path.join(ROOT, "results", "msd_sweep.json"), a.failing)
+            table, facts = failing_table(a.sweep, a.failing)
         except tcs.BadSweep as e:
             ap.error(str(e))
         print(table)
@@ -1157,8 +1171,6 @@ def main(argv=None):
         msd_questions(a.questions, a.tscale, a.outdir, a.timers_out)
         return 0
     problem = tcs.check_recipe(a)
-    if not problem and a.task not in (None, "msd"):
-        problem = "these figures show the seed's MSD: drop --task"
     if problem:
         ap.error(problem)
     try:

@@ -142,20 +142,31 @@ def measure(arch, cell, T, seed=0):
 
 
 def plot(res, path):
+    """Top: the cost per time step (ByteDMD of one training step / T, 8 bytes per element) against T; bottom: each
+    cell's cost over the vanilla cell's at the same T. Left the 8-cell network, right the one-cell network."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True, dpi=110)
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True, sharey="row", dpi=110,
+                             gridspec_kw={"height_ratios": [3, 2]})
     colors = {"peephole": "tab:blue", "vanilla": "tab:orange", "lstm1997": "tab:green"}
-    for ax, (arch, title) in zip(axes, (("seed", "the seed's network, 8 cells"), ("paper", "the paper's network, one cell"))):
-        for cell, col in colors.items():
-            rows = sorted((r for r in res["rows"] if r["arch"] == arch and r["cell"] == cell), key=lambda r: r["T"])
-            ax.loglog([r["T"] for r in rows], [r["cost_B8"] for r in rows], "o-", color=col, label=cell, lw=1.4, ms=4)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("sequence length T (one training step: forward, loss, BPTT)", fontsize=8.5)
-        ax.grid(True, which="major", lw=0.4, alpha=0.5)
-    axes[0].set_ylabel("ByteDMD cost, 8 bytes per element", fontsize=9)
-    axes[0].legend(fontsize=8.5, frameon=False)
+    for col, (arch, title) in enumerate((("seed", "the 8-cell network"), ("paper", "the one-cell network"))):
+        top, bottom = axes[0, col], axes[1, col]
+        cost = {cell: sorted((r["T"], r["cost_B8"]) for r in res["rows"] if r["arch"] == arch and r["cell"] == cell)
+                for cell in colors}
+        for cell, c in colors.items():
+            T = [t for t, _ in cost[cell]]
+            top.semilogx(T, [v / t for t, v in cost[cell]], "o-", color=c, label=cell, lw=1.4, ms=4)
+            bottom.semilogx(T, [v / w for (_, v), (_, w) in zip(cost[cell], cost["vanilla"])], "o-", color=c,
+                            lw=1.4, ms=4)
+        top.set_title(title, fontsize=10)
+        top.set_yscale("log")
+        bottom.set_xlabel("sequence length T of the training step", fontsize=9)
+        for ax in (top, bottom):
+            ax.grid(True, which="major", lw=0.4, alpha=0.5)
+    axes[0, 0].set_ylabel("ByteDMD per time step\n(8 bytes per element)", fontsize=9)
+    axes[1, 0].set_ylabel("÷ the vanilla cell's", fontsize=9)
+    axes[0, 0].legend(fontsize=8.5, frameon=False, loc="center right")
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp)

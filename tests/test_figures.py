@@ -127,13 +127,17 @@ def test_visualize_rejects_mismatched_models(saved_models, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_figure_scripts_take_the_recipe_defaults_and_only_the_seeds_msd(tmp_path):
+def test_figure_scripts_take_the_recipe_defaults_and_only_the_msd_variants_flags(tmp_path):
     r = run("make_timing_counting_spikes_gif.py", "--snapshot-every", "150", "--out", str(tmp_path / "x.gif"))
     assert r.returncode == 2 and "multiple of --eval-every (100)" in r.stderr   # the headline's default, 100
     for script in ("make_timing_counting_spikes_gif.py", "visualize_timing_counting_spikes.py"):
-        r = run(script, "--task", "gts", *(["--out", str(tmp_path / "x.gif")] if "gif" in script else
-                                           ["--outdir", str(tmp_path)]))
-        assert r.returncode == 2 and "seed's MSD" in r.stderr and r.stderr.count("\n") == 1
+        where = ["--out", str(tmp_path / "x.gif")] if "gif" in script else ["--outdir", str(tmp_path)]
+        for flag in (["--task", "gts"], ["--F", "5"], ["--window", "3"], ["--learner", "rtrl"], ["--test-units", "9"]):
+            r = run(script, *flag, *where)
+            assert r.returncode == 2 and "unrecognized arguments" in r.stderr and r.stderr.count("\n") == 1, flag
+        usage = run(script, "--help").stdout
+        assert "--T T" in usage and "--lr LR" in usage
+        assert not any(f in usage for f in ("--task", "--window", "--learner", "--momentum", "--test-units", "--wave"))
     assert not os.listdir(tmp_path)
 
 
