@@ -14,6 +14,7 @@ table and figures, --online-curves the online learner's learning curves.
 """
 import json
 import os
+import re
 import sys
 
 import matplotlib
@@ -500,7 +501,22 @@ GATE_SHARE = 0.9    # a mechanism holds for a cell when it holds at this share o
 
 
 def network_of(config):
-    return "one-cell" if config["arch"] == "paper" else f"{config['hidden']}-cell"
+    """A claims column: the network, and the learner when it is not BPTT + Adam ('one-cell online': the paper's
+    online learner with its recipe; 'one-cell online lr=0.0001': the same with another learning rate)."""
+    net = "one-cell" if config["arch"] == "paper" else f"{config['hidden']}-cell"
+    if config.get("learner", "bptt") == "bptt":
+        return net
+    lr = config["lr"]
+    return f"{net} online" + ("" if lr == tcs.RTRL_DEFAULTS["lr"] else f" lr={lr:g}")
+
+
+def networks_in(keys):
+    """The claims columns among keys (network, ...), in order: the one-cell network by BPTT, then by the online
+    learner (the paper's recipe first), then the 8-cell network."""
+    nets = {key[0] for key in keys}
+    order = lambda n: (NETWORKS.index(n.split()[0]) if n.split()[0] in NETWORKS else len(NETWORKS),
+                       "online" in n, " lr=" in n, n)
+    return sorted(nets, key=order)
 
 
 def setting_name(config):
@@ -537,7 +553,10 @@ def claims_runs(journals):
 
 
 def first_success_steps(run, need):
-    """Training time steps at the first evaluation whose free run was error-free for `need` units; None if never."""
+    """Training time steps at the first evaluation whose free run was error-free for `need` units (the online
+    learner: at its first passed test); None if never."""
+    if "online" in run:
+        return run["online"]["first_pass"]["steps"] if run["online"]["first_pass"] else None
     return next((h["steps"] for h in run["history"] if h["run_units"] >= need), None)
 
 
@@ -632,10 +651,11 @@ def mean_output_gate(records, units=100):
 
 
 def _judge_all(results):
-    """'yes' if every network's verdict is yes, 'no' if every one is no, else 'partly'; networks not run skipped."""
-    got = [v for v, _ in results.values() if v != "not run"]
+    """'yes' if every network's verdict is yes, 'no' if every one is no, else 'partly'; networks not run, and
+    learners that taught no cell the claim's settings ('not reproduced'), are no evidence either way and skipped."""
+    got = [v for v, _ in results.values() if v not in ("not run", "not reproduced")]
     if not got:
-        return "not run"
+        return "not reproduced" if any(v == "not reproduced" for v, _ in results.values()) else "not run"
     return "yes" if all(v == "yes" for v in got) else "no" if all(v == "no" for v in got) else "partly"
 
 
@@ -648,14 +668,18 @@ def _k(st, ci=True):
 
 def claim_verdicts(stats, mech):
     """The claims table: [{id, source, claim, holds_if, networks: {network: {verdict, measured}}, verdict}] from stats
-    {(network, setting, cell): group_stats} and mechanism numbers {network: {...}}. Each rule is one function:
-    what must be measured for the claim to hold in a network."""
+    {(network, setting, cell): group_stats} and mechanism numbers {network: {...}}; a network is a claims column
+    (network_of: the network and its learner). Each rule is one function: what must be measured for the claim to
+    hold in a network. A "no" where the learner taught no cell any of the claim's settings is "not reproduced":
+    that training's failure, not evidence against the claim."""
+    nets = networks_in(stats) or list(NETWORKS)
     S = lambda net, setting, cell: stats.get((net, setting, cell))
     k = lambda net, setting, cell: (S(net, setting, cell) or {}).get("success_best", 0)
     ran = lambda net, setting: any(S(net, setting, c) for c in CELL_ORDER)
     gts = ("gts F=10", "gts F=25", "gts F=50")
     pfg = tuple(f"pfg {w} F={F}" for w in ("cos", "tri", "rect") for F in (10, 25))
     msd = ("delays F=10 I=0,1", "delays F=10 I=0,1,2")
+    msd49 = (*msd, "delays F=49 I=0,1")
 
     def share(net, settings, cell):
         done = [st for st in (S(net, x, cell) for x in settings) if st]
@@ -724,9 +748,10 @@ def claim_verdicts(stats, mech):
         fa, fb = a["median_steps_to_first_success"], b["median_steps_to_first_success"]
         if a["success_best"] < 3 or b["success_best"] < 3:
             return "not run", f"too few successes to compare ({fast} {_k(a)}, {slow} {_k(b)})"
+        tests = "a test after every training stream" if "online" in net else "a test every 250 iterations"
         return ("yes" if fa < fb else "no"), (f"median steps to the first success: {fast} {fa / 1e6:.2f} M, "
                                               f"{slow} {fb / 1e6:.2f} M{' (equal)' if fa == fb else ''} ({setting}; "
-                                              f"a test every 250 iterations)")
+                                              f"{tests})")
 
     def c_msd_gate(net):
         m = mech.get(net, {}).get("msd_output_gate", {})
@@ -835,39 +860,44 @@ def claim_verdicts(stats, mech):
 
     rows = [
         ("49v50", "Q", "Peephole LSTM learns 50 vs 49 steps apart without short training exemplars",
-         "learned", c49),
+         "learned", c49, ("delays F=49 I=0,1",)),
         ("gts", "Q", "Peephole LSTM generates stable streams of precisely timed spikes (GTS)",
-         "learned", lambda net: learns(net, gts, "peephole")),
+         "learned", lambda net: learns(net, gts, "peephole"), gts),
         ("pfg", "Q", "... and other highly nonlinear periodic patterns (PFG)",
-         "learned", lambda net: learns(net, pfg, "peephole")),
+         "learned", lambda net: learns(net, pfg, "peephole"), pfg),
         ("msd_both", "Q", "MSD F = 10, I in {0,1} or {0,1,2}, is solved with or without peepholes",
-         "both solve it", c_msd_both),
+         "both solve it", c_msd_both, msd),
         ("msd_outperforms", "Q", "On MSD peephole LSTM outperforms LSTM for some sets; peepholes not mandatory",
-         "peephole ahead on some sets", c_msd_outperforms),
+         "peephole ahead on some sets", c_msd_outperforms, msd49),
         ("msd_longer", "Q", "On MSD longer intervals need finer tuning of the weights, which requires more training",
-         "fewer successes at F = 49", c_msd_longer),
+         "fewer successes at F = 49", c_msd_longer, msd49),
         ("msd_faster", "N", "On MSD with a linear output unit, LSTM without peepholes learns faster",
-         "vanilla faster", lambda net: c_faster(net, "delays F=10 I=0,1,2", "vanilla", "peephole")),
+         "vanilla faster", lambda net: c_faster(net, "delays F=10 I=0,1,2", "vanilla", "peephole"), msd),
         ("msd_ramp", "N", "On MSD LSTM solves it by ramping its cell state, or by oscillating and counting",
-         "ramping cells (partly: the other half is not measured)", c_msd_ramp),
+         "ramping cells (partly: the other half is not measured)", c_msd_ramp, msd),
         ("msd_gate", "N", "On MSD LSTM keeps its output gate open; peephole LSTM keeps it mostly closed",
-         "vanilla open, peephole closed", c_msd_gate),
-        ("gts_no_peep", "N", "GTS: LSTM without peepholes cannot learn it", "0 successes", c_gts_no_peep),
-        ("gts_no_forget", "N", "GTS: without the forget gate training fails", "0 successes", c_gts_no_forget),
+         "vanilla open, peephole closed", c_msd_gate, msd),
+        ("gts_no_peep", "N", "GTS: LSTM without peepholes cannot learn it", "0 successes", c_gts_no_peep, gts),
+        ("gts_no_forget", "N", "GTS: without the forget gate training fails", "0 successes", c_gts_no_forget, gts),
         ("gts_mechanism", "N", "GTS solution: input and forget gates close together at each spike (c reset to 0), "
-         "the output gate opens only at the spike", "this mechanism", c_mechanism),
-        ("gts_longer", "N", "GTS: longer periods take longer to learn", "slower with F", c_longer),
+         "the output gate opens only at the spike", "this mechanism", c_mechanism, gts),
+        ("gts_longer", "N", "GTS: longer periods take longer to learn", "slower with F", c_longer, gts),
         ("pfg_vanilla", "N", "PFG: LSTM without peepholes learns only f_cos at F = 10", "only cos F=10",
-         c_pfg_vanilla),
+         c_pfg_vanilla, pfg),
         ("pfg_1997", "N", "PFG: the 1997 LSTM generates at most about two periods", "<= 2 periods (partly: more, "
-         "but never 1000)", c_1997),
-        ("pfg_more", "N", "PFG: peephole LSTM learns more of the functions", "more", c_pfg_more),
+         "but never 1000)", c_1997, pfg),
+        ("pfg_more", "N", "PFG: peephole LSTM learns more of the functions", "more", c_pfg_more, pfg),
         ("pfg_rmse", "N", "PFG f_cos F = 25: peephole RMSE 0.17 ± 0.019 under the 0.3 criterion (0.086 ± 0.002 "
-         "with a stricter one, not run here)", "RMSE <= 0.208", c_rmse),
+         "with a stricter one, not run here)", "RMSE <= 0.208", c_rmse, ("pfg cos F=25",)),
     ]
+    def taught_nothing(net, settings):
+        return any(ran(net, x) for x in settings) and not any(k(net, x, c) for x in settings for c in CELL_ORDER)
+
     out = []
-    for cid, src, claim, expect, rule in rows:
-        per = {net: rule(net) for net in NETWORKS}
+    for cid, src, claim, expect, rule, settings in rows:
+        per = {net: rule(net) for net in nets}
+        per = {net: ("not reproduced", f"{m}: not reproduced by this training (it taught no cell these settings)")
+               if v == "no" and taught_nothing(net, settings) else (v, m) for net, (v, m) in per.items()}
         out.append({"id": cid, "source": src, "claim": claim, "holds_if": expect,
                     "networks": {net: {"verdict": v, "measured": m} for net, (v, m) in per.items()},
                     "verdict": _judge_all(per)})
@@ -875,12 +905,13 @@ def claim_verdicts(stats, mech):
 
 
 def claims_markdown(claims):
-    rows = ["| claim | source | " + " | ".join(f"{net}: measured" for net in NETWORKS) + " | reproduces |",
-            "|---|---|" + "---|" * len(NETWORKS) + "---|"]
+    nets = list(claims[0]["networks"])
+    rows = ["| claim | source | " + " | ".join(f"{net}: measured" for net in nets) + " | reproduces |",
+            "|---|---|" + "---|" * len(nets) + "---|"]
     for c in claims:
-        cells = [f"**{c['networks'][net]['verdict']}**: {c['networks'][net]['measured']}" for net in NETWORKS]
+        cells = [f"**{c['networks'][net]['verdict']}**: {c['networks'][net]['measured']}" for net in nets]
         by = {}
-        for net in NETWORKS:
+        for net in nets:
             by.setdefault(c["networks"][net]["verdict"], []).append(net)
         why = "; ".join(f"{v}: {', '.join(nets)}" for v, nets in by.items())
         rows.append(f"| {c['claim']} | [{c['source']}] | " + " | ".join(cells) + f" | **{c['verdict']}** ({why}) |")
@@ -889,7 +920,7 @@ def claims_markdown(claims):
 
 def fig_claims_success(stats, path):
     """Successes (best checkpoint) per task setting and cell, one panel per network. Returns the numbers shown."""
-    nets = [net for net in NETWORKS if any(key[0] == net for key in stats)]
+    nets = networks_in(stats)
     settings = sorted({key[1] for key in stats}, key=setting_order)
     fig, axes = plt.subplots(1, len(nets), figsize=(3.2 + 2.6 * len(nets), 0.42 * len(settings) + 1.6),
                              layout="constrained", sharey=True, squeeze=False)
@@ -1011,8 +1042,10 @@ def fig_gts_mechanism(record, mech, path, periods=3):
 
 def claims(journals, outdir, out_json):
     """The claims table (printed, and in out_json), the success heatmap, the free runs and the GTS mechanism
-    figure from issue 9's grid journals; their numbers in facts.json under "claims"."""
+    figure from the claims grids' journals (a column per network and learner); their numbers in facts.json under
+    "claims"."""
     runs = claims_runs(journals)
+    nets = networks_in(runs)
     stats = {key: group_stats(recs) for key, recs in sorted(runs.items())}
     gts_runs = lambda net, cell: [r for x in ("gts F=10", "gts F=25", "gts F=50") for r in runs.get((net, x, cell), [])]
     mech = {net: {**{f"gts_{cell}": gts_mechanisms(gts_runs(net, cell)) for cell in ("peephole", "vanilla")},
@@ -1020,19 +1053,18 @@ def claims(journals, outdir, out_json):
                                       for cell in ("peephole", "vanilla")},
                   "msd_ramps": {cell: ramping_models(runs.get((net, "delays F=10 I=0,1,2", cell), []))
                                 for cell in ("peephole", "vanilla")}}
-            for net in NETWORKS}
+            for net in nets}
     table = claim_verdicts(stats, mech)
     os.makedirs(outdir, exist_ok=True)
     facts = {"success": fig_claims_success(stats, os.path.join(outdir, "claims_success.png"))}
-    for net in NETWORKS:
-        if any(key[0] == net for key in runs):
-            name = f"free_runs_{net.replace('-', '_')}.png"
-            facts[name[:-4]] = fig_free_runs(runs, net, os.path.join(outdir, name))
+    for net in nets:
+        name = f"free_runs_{re.sub(r'[^0-9a-z]+', '_', net)}.png"
+        facts[name[:-4]] = fig_free_runs(runs, net, os.path.join(outdir, name))
     facts["mechanism"] = {net: {cell: {"solutions": len(m), "resets": sum(x["resets"] for x in m),
                                        "gates_at_spike": sum(x["gates_at_spike"] for x in m)}
                                 for cell in ("peephole", "vanilla") for m in [mech[net][f"gts_{cell}"]]}
-                          for net in NETWORKS}
-    net = next((n for n in NETWORKS if mech[n]["gts_peephole"]), None)      # the one-cell network's, if it has one
+                          for net in nets}
+    net = next((n for n in nets if mech[n]["gts_peephole"]), None)      # the one-cell network's, if it has one
     if net:
         ms = mech[net]["gts_peephole"]
         solved = [r for r, *_ in solutions(gts_runs(net, "peephole"), 1)]  # the same runs, in the same order

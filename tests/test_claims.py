@@ -138,8 +138,9 @@ def test_claims_on_a_hand_made_grid_journal(tmp_path):
     assert table["gts"]["networks"]["one-cell"]["measured"] == "F=10: 2/4 [0.15, 0.85]"
     assert table["pfg_1997"]["networks"]["one-cell"]["verdict"] == "yes"     # the 1997 cell: 2 periods at most
     assert table["pfg_vanilla"]["networks"]["one-cell"]["verdict"] == "partly"  # vanilla learns nothing at all
-    assert table["49v50"]["networks"]["8-cell"]["verdict"] == "no"
-    assert table["49v50"]["networks"]["one-cell"]["verdict"] == "not run" and table["49v50"]["verdict"] == "no"
+    assert table["49v50"]["networks"]["8-cell"]["verdict"] == "not reproduced"     # no cell learned F=49 at all
+    assert table["49v50"]["networks"]["one-cell"]["verdict"] == "not run"
+    assert table["49v50"]["verdict"] == "not reproduced"
     assert table["gts_mechanism"]["verdict"] == "not run"
     assert table["gts_no_forget"]["networks"]["8-cell"]["verdict"] == "yes"
     longer = table["msd_longer"]["networks"]["8-cell"]
@@ -149,6 +150,49 @@ def test_claims_on_a_hand_made_grid_journal(tmp_path):
     assert table["msd_longer"]["networks"]["one-cell"]["verdict"] == "not run"
     md = viz.claims_markdown(viz.claim_verdicts(stats, {}))
     assert md.count("\n") == 1 + len(table) and "**partly**" in md
+
+
+def online_record(task, cell, seed, passed, lr=1e-5, first_steps=None, **cfg):
+    """A finished online run as the grid journals it: the final model is the best, no history, the first pass."""
+    rec = record("one-cell", task, cell, seed, passed, steps=10 ** 8 if not passed else first_steps, learner="rtrl",
+                 lr=lr, **cfg)
+    rec["run"]["history"] = []
+    rec["run"]["online"] = {"outcome": "passed" if passed else "budget",
+                            "first_pass": {"streams": first_steps // 10, "steps": first_steps} if passed else None}
+    return rec
+
+
+def test_one_column_per_learner_and_not_reproduced(tmp_path):
+    """The one-cell network trained by BPTT, by the online learner at the paper's recipe and at another learning
+    rate: three columns, never pooled; a learner that taught no cell a claim's settings says 'not reproduced'
+    (no evidence), and the steps to the first pass are the online learner's."""
+    recs = []
+    for seed in range(4):
+        for cell in ("peephole", "vanilla", "lstm1997", "peephole-nf"):
+            recs.append(record("one-cell", "gts", cell, seed, False, F=10))              # BPTT: nothing
+            recs.append(online_record("gts", cell, seed, cell == "peephole" and seed < 3, F=10,
+                                      first_steps=(seed + 1) * 10 ** 6))
+            recs.append(online_record("gts", cell, seed, cell == "vanilla", lr=1e-4, F=10, first_steps=5 * 10 ** 5))
+    path = tmp_path / "g.jsonl"
+    header = {"kind": "header", "grid_hash": "hand-made", "code": "hand-made", "n_jobs": len(recs)}
+    path.write_text("\n".join(json.dumps(r) for r in [header, *recs]) + "\n")
+    runs = viz.claims_runs([str(path)])
+    stats = {k: viz.group_stats(v) for k, v in runs.items()}
+    assert viz.networks_in(stats) == ["one-cell", "one-cell online", "one-cell online lr=0.0001"]
+    assert stats["one-cell online", "gts F=10", "peephole"]["success_best"] == 3
+    assert stats["one-cell online", "gts F=10", "peephole"]["median_steps_to_first_success"] == 2 * 10 ** 6
+    table = {c["id"]: c for c in viz.claim_verdicts(stats, {})}
+    gts = table["gts"]["networks"]
+    assert gts["one-cell"]["verdict"] == "not reproduced" and "not reproduced by this training" in \
+        gts["one-cell"]["measured"]
+    assert gts["one-cell online"]["verdict"] == "yes" and gts["one-cell online lr=0.0001"]["verdict"] == "no"
+    assert table["gts"]["verdict"] == "partly"         # yes at the paper's recipe, no at 10x: not "not reproduced"
+    no_peep = table["gts_no_peep"]["networks"]
+    assert no_peep["one-cell online"]["verdict"] == "yes" and no_peep["one-cell online lr=0.0001"]["verdict"] == "no"
+    md = viz.claims_markdown(list(table.values()))
+    assert "one-cell online lr=0.0001: measured" in md.splitlines()[0]
+    only_bptt = {k: v for k, v in stats.items() if k[0] == "one-cell"}
+    assert {c["id"]: c for c in viz.claim_verdicts(only_bptt, {})}["gts"]["verdict"] == "not reproduced"
 
 
 def run(*args):
@@ -169,7 +213,8 @@ def test_claims_command_end_to_end(tmp_path):
             "--claims-out", str(tmp_path / "claims.json"))
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "claims.json").read_text())
-    assert len(doc["claims"]) == 17 and {c["verdict"] for c in doc["claims"]} <= {"yes", "partly", "no", "not run"}
+    assert len(doc["claims"]) == 17
+    assert {c["verdict"] for c in doc["claims"]} <= {"yes", "partly", "no", "not run", "not reproduced"}
     assert doc["stats"]["one-cell | gts F=10 | peephole"]["n"] == 2 and doc["cpu"]
     facts = json.loads((out / "facts.json").read_text())["claims"]
     assert set(facts["success"]) == {f"one-cell | {x} | {c}" for x in ("gts F=10", "pfg cos F=10")
