@@ -568,6 +568,7 @@ def group_stats(records):
     lo, hi = tcs.wilson_interval(kb, n)
     need = records[0]["config"]["test_units"]
     first = [s for s in (first_success_steps(r, need) for r in ok) if s is not None]
+    streams = [r["online"]["first_pass"]["streams"] for r in ok if "online" in r and r["online"]["first_pass"]]
     rmse = [r["best"]["rmse"] for r in ok if r["best"]["success"]]
     return {"n": n, "success_best": kb, "success_final": sum(r["final"]["success"] for r in ok),
             "ci": [round(lo, 3), round(hi, 3)], "diverged": n - len(ok),
@@ -575,6 +576,9 @@ def group_stats(records):
             "max_run_best": max((r["best"]["run_units"] for r in ok), default=0),
             "steps_per_run": ok[0]["steps"] if ok else None,
             "median_steps_to_first_success": float(np.median(first)) if first else None,
+            "steps_to_first_success_range": [min(first), max(first)] if first else None,
+            "median_streams_to_first_pass": float(np.median(streams)) if streams else None,
+            "streams_to_first_pass_range": [min(streams), max(streams)] if streams else None,
             "median_rmse_of_successes": round(float(np.median(rmse)), 4) if rmse else None}
 
 
@@ -918,6 +922,34 @@ def claims_markdown(claims):
     return "\n".join(rows)
 
 
+def first_success_markdown(stats):
+    """Per setting and cell that any column taught: each column's successes and the median [range] of the training
+    time steps (and, for the online learner, training streams) to the first success, as a Markdown table."""
+    nets = networks_in(stats)
+    taught = sorted({key[1:] for key, st in stats.items() if st["success_best"]},
+                    key=lambda xc: (setting_order(xc[0]), CELL_ORDER.index(xc[1])))
+    if not taught:
+        return ""
+    M = lambda v: f"{v / 1e6:.2f} M"
+
+    def cell(st):
+        if not st:
+            return "-"
+        if not st["success_best"]:
+            return f"{_k(st, False)}"
+        lo, hi = st["steps_to_first_success_range"]
+        out = f"{_k(st, False)}: steps {M(st['median_steps_to_first_success'])} [{M(lo)}–{M(hi)}]"
+        if st["median_streams_to_first_pass"] is not None:
+            a, b = st["streams_to_first_pass_range"]
+            out += f", streams {st['median_streams_to_first_pass']:,.0f} [{a:,}–{b:,}]"
+        return out
+    rows = ["| setting | cell | " + " | ".join(nets) + " |", "|---|---|" + "---|" * len(nets)]
+    for x, c in taught:
+        rows.append(f"| {x.replace('pfg ', 'pfg f_')} | {c} | " + " | ".join(cell(stats.get((n, x, c))) for n in nets)
+                    + " |")
+    return "\n".join(rows)
+
+
 def fig_claims_success(stats, path):
     """Successes (best checkpoint) per task setting and cell, one panel per network. Returns the numbers shown."""
     nets = networks_in(stats)
@@ -1079,6 +1111,11 @@ def claims(journals, outdir, out_json):
         "stats": {" | ".join(key): st for key, st in stats.items()},
         "mechanism": mech, "claims": table})
     print(claims_markdown(table))
+    first = first_success_markdown(stats)
+    if first:
+        print("\nTo the first success (successes of the runs, then the median [range] over the successful runs of the "
+              "training time steps, and for the online learner the training streams, before the first passed "
+              "test):\n\n" + first)
 
 
 # ----------------------------------------------------------------------------------------------------------------

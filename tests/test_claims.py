@@ -191,6 +191,12 @@ def test_one_column_per_learner_and_not_reproduced(tmp_path):
     assert no_peep["one-cell online"]["verdict"] == "yes" and no_peep["one-cell online lr=0.0001"]["verdict"] == "no"
     md = viz.claims_markdown(list(table.values()))
     assert "one-cell online lr=0.0001: measured" in md.splitlines()[0]
+    st = stats["one-cell online", "gts F=10", "peephole"]
+    assert st["steps_to_first_success_range"] == [10 ** 6, 3 * 10 ** 6] and st["median_streams_to_first_pass"] == 2e5
+    first = viz.first_success_markdown(stats).splitlines()
+    assert first[0] == "| setting | cell | one-cell | one-cell online | one-cell online lr=0.0001 |"
+    assert first[2] == ("| gts F=10 | peephole | 0/4 | 3/4: steps 2.00 M [1.00 M–3.00 M], streams 200,000 "
+                        "[100,000–300,000] | 0/4 |") and len(first) == 4       # peephole and vanilla rows
     only_bptt = {k: v for k, v in stats.items() if k[0] == "one-cell"}
     assert {c["id"]: c for c in viz.claim_verdicts(only_bptt, {})}["gts"]["verdict"] == "not reproduced"
 
