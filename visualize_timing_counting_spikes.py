@@ -10,7 +10,7 @@ predictions, cell states, gates, weights), computed here from the two saved mode
 Without saved models the recipe flags (defaults: the headline recipe) say what to train; with them, the held-out
 set is the one the models were trained and scored on (their saved config). The other modes draw from results files:
 --questions (and --tscale) the MSD variant's open questions, --failing its failing seeds, --claims the paper's claims
-table and figures, --online-curves the online learner's learning curves.
+table and figures, --online-curves the online learner's learning curves, --grid-speed its grids' speed.
 """
 import json
 import os
@@ -1174,6 +1174,65 @@ def online_curves(journals, outdir, settings=("gts F=10", "pfg cos F=10"), cells
     return facts
 
 
+def grid_loops(journals):
+    """The online learner's loops in grid journals: the runs that shared one time loop (one journal, one number of
+    models, one wall time share), each loop's models, wall time (s, resumes included, stops not), model-steps
+    (training and test steps of all its finished models) and their rate."""
+    loops = {}
+    for path in journals:
+        for rec in tcs.read_journal(path)[1]:
+            if rec["kind"] == "run" and "online" in rec["run"]:
+                run = rec["run"]
+                loops.setdefault((path, run["models_per_process"], run["wall_time"]), []).append(rec)
+    out = []
+    for (path, M, share), recs in loops.items():
+        steps = sum(r["run"]["online"]["steps"] + r["run"]["online"]["test_steps"] for r in recs)
+        wall = share * M
+        out.append({"journal": os.path.basename(path), "models": M, "finished": len(recs), "wall_s": round(wall, 1),
+                    "model_steps": steps, "model_steps_per_s": round(steps / wall), "us_per_model_step":
+                    round(wall / steps * 1e6, 3), "settings": sorted({setting_name(r["config"]) for r in recs},
+                                                                      key=setting_order)})
+    return sorted(out, key=lambda r: (r["journal"], -r["models"]))
+
+
+def grid_speed(journals, outdir, bench):
+    """viz/grid_speed.png: each online loop's wall time (left) and µs per model-step against its number of models
+    (right), beside the benchmark's (results/bench_online.json, one cell); facts["grid_speed"]."""
+    loops = grid_loops(journals)
+    if not loops:
+        raise tcs.BadGrid(f"no finished online runs in {', '.join(journals)}")
+    with open(bench) as fh:
+        ref = [r for r in json.load(fh)["rows"] if r["H"] == 1]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 0.45 * len(loops) + 2.6), layout="constrained",
+                                 gridspec_kw={"width_ratios": [3, 2]})
+    names = [f"{r['journal'].removesuffix('.jsonl')}: {r['models']} models" for r in loops]
+    y = np.arange(len(loops))[::-1]
+    a1.barh(y, [r["wall_s"] / 3600 for r in loops], color="tab:blue")
+    for yy, r in zip(y, loops):
+        a1.text(r["wall_s"] / 3600, yy, f" {r['wall_s'] / 3600:.2f} h, {r['model_steps'] / 1e9:.1f} G model-steps",
+                va="center", fontsize=7.5)
+    a1.set_yticks(y, names, fontsize=8)
+    a1.set_xlabel("wall time of the loop (hours, one core)")
+    a1.set_xlim(0, max(r["wall_s"] for r in loops) / 3600 * 1.6)
+    a2.loglog([r["M"] for r in ref], [r["us_per_model_step"] for r in ref], "o-", color="0.6",
+              label="benchmark (bench_online.py)")
+    a2.loglog([r["models"] for r in loops], [r["us_per_model_step"] for r in loops], "D", color="tab:blue",
+              label="grid loops (journals)")
+    a2.set_xlabel("models in the loop")
+    a2.set_ylabel("µs per model-step")
+    a2.legend(fontsize=8, frameon=False)
+    a2.grid(True, which="major", lw=0.4, alpha=0.5)
+    fig.suptitle("The online learner's grids: wall time and cost per model-step (a model-step: one time step of one "
+                 "model, training or test)", fontsize=9)
+    os.makedirs(outdir, exist_ok=True)
+    save(fig, os.path.join(outdir, "grid_speed.png"))
+    facts_path = os.path.join(outdir, "facts.json")
+    all_facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
+    all_facts["grid_speed"] = {"journals": list(journals), "loops": loops}
+    tcs.write_json(facts_path, all_facts)
+    return loops
+
+
 def main(argv=None):
     ap = tcs.recipe_parser(__doc__, msd_only=True)
     ap.add_argument("--seed", type=int, default=4, help="seed of the models trained here (default 4)")
@@ -1197,7 +1256,23 @@ def main(argv=None):
     ap.add_argument("--online-curves", metavar="JOURNAL", nargs="+", help="instead: viz/online_curves.png, the "
                     "online learner's training streams against streams seen (GTS and PFG f_cos at F = 10, peephole "
                     "and vanilla), from grid journals of the online learner")
+    ap.add_argument("--grid-speed", metavar="JOURNAL", nargs="+", help="instead: viz/grid_speed.png, the wall time "
+                    "and µs per model-step of every loop of the online learner in grid journals, beside --bench")
+    ap.add_argument("--bench", default=os.path.join(ROOT, "results", "bench_online.json"), help="with --grid-speed: "
+                    "the benchmark to compare with (default: results/bench_online.json of this repository)")
     a = ap.parse_args(argv)
+    if a.grid_speed:
+        missing = [p for p in (*a.grid_speed, a.bench) if not os.path.exists(p)]
+        if missing:
+            ap.error(f"--grid-speed: no such file: {missing[0]}")
+        try:
+            loops = grid_speed(a.grid_speed, a.outdir, a.bench)
+        except tcs.BadGrid as e:
+            ap.error(str(e))
+        for r in loops:
+            print(f"{r['journal']}: {r['models']} models ({r['finished']} finished), {r['wall_s'] / 3600:.2f} h, "
+                  f"{r['model_steps']:,} model-steps, {r['us_per_model_step']:.3f} µs per model-step")
+        return 0
     if a.online_curves:
         missing = [p for p in a.online_curves if not os.path.exists(p)]
         if missing:

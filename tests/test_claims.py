@@ -240,3 +240,35 @@ def test_claims_command_end_to_end(tmp_path):
               "--outdir", str(tmp_path / "viz2"), "--claims-out", str(tmp_path / "c2.json"))
     assert bad.returncode == 2 and "another recipe (iters)" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "c2.json").exists()
+
+
+def test_grid_speed_from_journals(tmp_path):
+    """Each online loop (the runs sharing one wall time share) is one row: its models, wall time, model-steps and
+    their rate; the command draws the figure, and a journal without online runs is one line, exit 2."""
+    recs = []
+    for M, share, steps in ((3, 100.0, 10 ** 6), (2, 40.0, 5 * 10 ** 5)):
+        for seed in range(M):
+            r = online_record("gts", "peephole", seed + 10 * M, False, F=10, first_steps=None)
+            r["run"]["models_per_process"], r["run"]["wall_time"] = M, share
+            r["run"]["online"].update(steps=steps, test_steps=steps // 2)
+            r["key"] = f"{M}-{seed}"
+            recs.append(r)
+    path = tmp_path / "g.jsonl"
+    header = {"kind": "header", "grid_hash": "hand-made", "code": "hand-made", "n_jobs": len(recs)}
+    path.write_text("\n".join(json.dumps(r) for r in [header, *recs]) + "\n")
+    loops = viz.grid_loops([str(path)])
+    assert [(r["models"], r["wall_s"], r["model_steps"]) for r in loops] == [(3, 300.0, 4_500_000),
+                                                                              (2, 80.0, 1_500_000)]
+    assert loops[0]["us_per_model_step"] == round(300 / 4.5e6 * 1e6, 3) and loops[1]["model_steps_per_s"] == 18750
+    out = tmp_path / "viz"
+    r = run("visualize_timing_counting_spikes.py", "--grid-speed", str(path), "--outdir", str(out))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "facts.json").read_text())["grid_speed"]["loops"] == loops
+    im = np.asarray(Image.open(out / "grid_speed.png").convert("L"))
+    assert im.shape[0] > 200 and im.std() > 10
+    bptt = tmp_path / "b.jsonl"
+    bptt.write_text("\n".join(json.dumps(x) for x in [header, record("one-cell", "gts", "peephole", 0, True, F=10)])
+                    + "\n")
+    bad = run("visualize_timing_counting_spikes.py", "--grid-speed", str(bptt), "--outdir", str(tmp_path / "v2"))
+    assert bad.returncode == 2 and "no finished online runs" in bad.stderr and bad.stderr.count("\n") == 1
+    assert not (tmp_path / "v2").exists()
