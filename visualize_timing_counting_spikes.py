@@ -358,6 +358,13 @@ def save(fig, path):
     plt.close(fig)
 
 
+def add_facts(outdir, **sections):
+    """Write these sections into outdir/facts.json, keeping the other modes' sections."""
+    path = os.path.join(outdir, "facts.json")
+    facts = json.load(open(path)) if os.path.exists(path) else {}
+    tcs.write_json(path, {**facts, **sections})
+
+
 def journal_models(path):
     """{(cell, seed): (params, run)} of a grid journal's finished runs."""
     _, records, _ = tcs.read_journal(path)
@@ -480,12 +487,10 @@ def msd_questions(sweep_journal, tscale_journal, outdir, timers_out):
         ax.axis("off")
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="gap D", fraction=0.02)
     save(fig, os.path.join(outdir, "timer_cells.png"))
-    facts_path = os.path.join(outdir, "facts.json")
-    facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
-    facts["timers"] = {"summary": summary, "shown": [[cell, seed, k] for cell, (seed, k, _) in panels]}
+    facts = {"timers": {"summary": summary, "shown": [[cell, seed, k] for cell, (seed, k, _) in panels]}}
     if tscale_journal and os.path.exists(tscale_journal):
         facts["tscale"] = fig_tscale(tscale_journal, os.path.join(outdir, "tscale.png"))
-    tcs.write_json(facts_path, facts)
+    add_facts(outdir, **facts)
     print(f"wrote {timers_out}, {outdir}/timer_cells.png" + (", tscale.png" if "tscale" in facts else "")
           + f" and facts: {summary}")
 
@@ -1102,10 +1107,7 @@ def claims(journals, outdir, out_json):
         solved = [r for r, *_ in solutions(gts_runs(net, "peephole"), 1)]  # the same runs, in the same order
         j = max(range(len(ms)), key=lambda j: (ms[j]["resets"] + ms[j]["gates_at_spike"], max(ms[j]["reset"])))
         facts["mechanism_shown"] = fig_gts_mechanism(solved[j], ms[j], os.path.join(outdir, "gts_mechanism.png"))
-    facts_path = os.path.join(outdir, "facts.json")
-    all_facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
-    all_facts["claims"] = facts
-    tcs.write_json(facts_path, all_facts)
+    add_facts(outdir, claims=facts)
     tcs.write_json(out_json, {
         "journals": list(journals), **tcs.versions(),
         "stats": {" | ".join(key): st for key, st in stats.items()},
@@ -1167,10 +1169,7 @@ def online_curves(journals, outdir, settings=("gts F=10", "pfg cos F=10"), cells
     fig.tight_layout()
     os.makedirs(outdir, exist_ok=True)
     save(fig, os.path.join(outdir, "online_curves.png"))
-    facts_path = os.path.join(outdir, "facts.json")
-    all_facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
-    all_facts["online_curves"] = {"journals": list(journals), "shown": facts}
-    tcs.write_json(facts_path, all_facts)
+    add_facts(outdir, online_curves={"journals": list(journals), "shown": facts})
     return facts
 
 
@@ -1226,10 +1225,7 @@ def grid_speed(journals, outdir, bench):
                  "model, training or test)", fontsize=9)
     os.makedirs(outdir, exist_ok=True)
     save(fig, os.path.join(outdir, "grid_speed.png"))
-    facts_path = os.path.join(outdir, "facts.json")
-    all_facts = json.load(open(facts_path)) if os.path.exists(facts_path) else {}
-    all_facts["grid_speed"] = {"journals": list(journals), "loops": loops}
-    tcs.write_json(facts_path, all_facts)
+    add_facts(outdir, grid_speed={"journals": list(journals), "loops": loops})
     return loops
 
 
@@ -1306,10 +1302,7 @@ def main(argv=None):
         except tcs.BadSweep as e:
             ap.error(str(e))
         print(table)
-        path = os.path.join(a.outdir, "facts.json")
-        all_facts = json.load(open(path)) if os.path.exists(path) else {}
-        all_facts["failing_seeds"] = facts
-        tcs.write_json(path, all_facts)
+        add_facts(a.outdir, failing_seeds=facts)
         return 0
     if a.questions:
         msd_questions(a.questions, a.tscale, a.outdir, a.timers_out)
@@ -1340,8 +1333,7 @@ def main(argv=None):
     save(fig_gates(test, long_k, inner, facts), out("gates.png"))
     save(fig_peephole_weights(pp, facts), out("peephole_weights.png"))
     save(fig_weights(pp), out("weights.png"))
-    kept = json.load(open(out("facts.json"))) if os.path.exists(out("facts.json")) else {}
-    tcs.write_json(out("facts.json"), {**kept, **facts})     # the other modes' sections stay
+    add_facts(a.outdir, **facts)
     print(f"wrote 6 figures and facts.json to {a.outdir}/: timer cell {facts['timer_cell']}, "
           f"ramp monotonic {facts['timer_ramp_monotonic']}, cells by |p_o| {facts['cells_by_abs_p_o'][:3]}")
     return 0
