@@ -515,6 +515,11 @@ def network_of(config):
     return f"{net} online" + ("" if lr == tcs.RTRL_DEFAULTS["lr"] else f" lr={lr:g}")
 
 
+def slug(net):
+    """A claims column as a file name part: 'one-cell online lr=0.0001' -> 'one_cell_online_lr_0_0001'."""
+    return re.sub(r"[^0-9a-z]+", "_", net)
+
+
 def networks_in(keys):
     """The claims columns among keys (network, ...), in order: the one-cell network by BPTT, then by the online
     learner (the paper's recipe first), then the 8-cell network."""
@@ -1095,18 +1100,19 @@ def claims(journals, outdir, out_json):
     os.makedirs(outdir, exist_ok=True)
     facts = {"success": fig_claims_success(stats, os.path.join(outdir, "claims_success.png"))}
     for net in nets:
-        name = f"free_runs_{re.sub(r'[^0-9a-z]+', '_', net)}.png"
+        name = f"free_runs_{slug(net)}.png"
         facts[name[:-4]] = fig_free_runs(runs, net, os.path.join(outdir, name))
     facts["mechanism"] = {net: {cell: {"solutions": len(m), "resets": sum(x["resets"] for x in m),
                                        "gates_at_spike": sum(x["gates_at_spike"] for x in m)}
                                 for cell in ("peephole", "vanilla") for m in [mech[net][f"gts_{cell}"]]}
                           for net in nets}
-    net = next((n for n in nets if mech[n]["gts_peephole"]), None)      # the one-cell network's, if it has one
-    if net:
+    facts["mechanism_shown"] = {}
+    for net in (n for n in nets if mech[n]["gts_peephole"]):          # each column with a peephole GTS solution
         ms = mech[net]["gts_peephole"]
         solved = [r for r, *_ in solutions(gts_runs(net, "peephole"), 1)]  # the same runs, in the same order
         j = max(range(len(ms)), key=lambda j: (ms[j]["resets"] + ms[j]["gates_at_spike"], max(ms[j]["reset"])))
-        facts["mechanism_shown"] = fig_gts_mechanism(solved[j], ms[j], os.path.join(outdir, "gts_mechanism.png"))
+        facts["mechanism_shown"][net] = fig_gts_mechanism(solved[j], ms[j],
+                                                          os.path.join(outdir, f"gts_mechanism_{slug(net)}.png"))
     add_facts(outdir, claims=facts)
     tcs.write_json(out_json, {
         "journals": list(journals), **tcs.versions(),
@@ -1245,7 +1251,7 @@ def main(argv=None):
     ap.add_argument("--sweep", default=os.path.join(ROOT, "results", "msd_sweep.json"), help="with --failing: the "
                     "30-seed sweep's results (default: results/msd_sweep.json of this repository)")
     ap.add_argument("--claims", metavar="JOURNAL", nargs="+", help="instead: the paper's claims table "
-                    "(results/claims.json), viz/claims_success.png, free_runs_*.png and gts_mechanism.png from "
+                    "(results/claims.json), viz/claims_success.png, free_runs_*.png and gts_mechanism_*.png from "
                     "the claims grid's journals")
     ap.add_argument("--claims-out", default=os.path.join("results", "claims.json"), help="with --claims: where the "
                     "table's JSON goes (default results/claims.json)")
