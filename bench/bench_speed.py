@@ -2,7 +2,6 @@
 
     python3 bench/bench_speed.py                 # per-step timings, ~1 min
     python3 bench/bench_speed.py --full          # + whole headline runs, peak memory, 7-seed sweep, ~4 min
-    python3 bench/bench_speed.py --baseline DIR  # + the headline of the checkout in DIR against ours, alternating
     python3 bench/bench_speed.py --compare A B   # only: the headline of two commits' module, 10 pairs, ~6 min
 
 Prints a table and writes results/bench.json. Timings on a shared 2-core machine are noisy: every number is a
@@ -170,22 +169,6 @@ def whole_run(args, repeats):
     return statistics.median(w for w, _ in runs), max(m for _, m in runs)
 
 
-def against_baseline(baseline, repeats=3):
-    """The peephole and vanilla headlines of this checkout and of `baseline`, run alternately: medians and ratios."""
-    out = {}
-    for name, args in (("peephole headline", ["--quiet"]), ("vanilla headline", ["--no-peep", "--quiet"])):
-        ours, theirs = [], []
-        for _ in range(repeats):
-            theirs.append(one_run(args, baseline)[0])
-            ours.append(one_run(args)[0])
-        out[name] = {"this_s": statistics.median(ours), "baseline_s": statistics.median(theirs),
-                     "ratio": statistics.median(ours) / statistics.median(theirs), "this_all": ours,
-                     "baseline_all": theirs}
-        print(f"{name:20s} this {out[name]['this_s']:6.2f} s  baseline {out[name]['baseline_s']:6.2f} s  "
-              f"ratio {out[name]['ratio']:.3f} (medians of {repeats}, alternating)")
-    return out
-
-
 def commit_of(rev):
     """The commit id `rev` names in this repository, or None."""
     r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--verify", "--quiet", rev + "^{commit}"],
@@ -274,7 +257,6 @@ def compare_commits(rev_a, rev_b, pairs, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="also whole headline runs, memory and a 7-seed sweep")
-    ap.add_argument("--baseline", metavar="DIR", help="a checkout (e.g. a git worktree) to time the headline against")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "bench.json"))
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
@@ -309,8 +291,6 @@ def main():
     for r in shapes:
         print(f"{r['shape']:36s} {r['train_us_per_step']:14.1f} {r['free_run_us_per_step']:17.1f}")
     result = {"steps": rows, "shapes": shapes, **tcs.versions(), "date": time.strftime("%Y-%m-%d")}
-    if a.baseline:
-        result["baseline"] = {"dir": a.baseline, **against_baseline(a.baseline)}
     if a.full:
         whole = {}
         for name, args in (("peephole headline", []), ("vanilla headline", ["--no-peep"]),
