@@ -1263,37 +1263,31 @@ def main(argv=None):
     ap.add_argument("--bench", default=os.path.join(ROOT, "results", "bench_online.json"), help="with --grid-speed: "
                     "the benchmark to compare with (default: results/bench_online.json of this repository)")
     a = ap.parse_args(argv)
-    if a.grid_speed:
-        missing = [p for p in (*a.grid_speed, a.bench) if not os.path.exists(p)]
+    def from_journals(flag, journals, make):
+        """make(), after checking the journals exist; a missing one or a BadGrid is one line and exit 2."""
+        missing = [p for p in journals if not os.path.exists(p)]
         if missing:
-            ap.error(f"--grid-speed: no such file: {missing[0]}")
+            ap.error(f"{flag}: no such journal: {missing[0]}")
         try:
-            loops = grid_speed(a.grid_speed, a.outdir, a.bench)
+            return make()
         except tcs.BadGrid as e:
             ap.error(str(e))
+
+    if a.grid_speed:
+        if not os.path.exists(a.bench):
+            ap.error(f"--bench: no such file: {a.bench}")
+        loops = from_journals("--grid-speed", a.grid_speed, lambda: grid_speed(a.grid_speed, a.outdir, a.bench))
         for r in loops:
             print(f"{r['journal']}: {r['models']} models ({r['finished']} finished), {r['wall_s'] / 3600:.2f} h, "
                   f"{r['model_steps']:,} model-steps, {r['us_per_model_step']:.3f} µs per model-step")
         return 0
     if a.online_curves:
-        missing = [p for p in a.online_curves if not os.path.exists(p)]
-        if missing:
-            ap.error(f"--online-curves: no such journal: {missing[0]}")
-        try:
-            shown = online_curves(a.online_curves, a.outdir)
-        except tcs.BadGrid as e:
-            ap.error(str(e))
+        shown = from_journals("--online-curves", a.online_curves, lambda: online_curves(a.online_curves, a.outdir))
         print(f"wrote {a.outdir}/online_curves.png: " + "; ".join(
             f"{k} seed {v['seed']} ({v['outcome']}, longest {v['longest_units']} units)" for k, v in shown.items()))
         return 0
     if a.claims:
-        missing = [p for p in a.claims if not os.path.exists(p)]
-        if missing:
-            ap.error(f"--claims: no such journal: {missing[0]}")
-        try:
-            claims(a.claims, a.outdir, a.claims_out)
-        except tcs.BadGrid as e:
-            ap.error(str(e))
+        from_journals("--claims", a.claims, lambda: claims(a.claims, a.outdir, a.claims_out))
         return 0
     given = [(flag, path) for flag, path in (("--failing", a.failing), ("--questions", a.questions),
                                              ("--tscale", a.tscale), ("--sweep", a.failing and a.sweep)) if path]
