@@ -515,6 +515,15 @@ def network_of(config):
     return f"{net} online" + ("" if lr == tcs.RTRL_DEFAULTS["lr"] else f" lr={lr:g}")
 
 
+def title_of(net):
+    """A claims column in words, for figure titles: 'one-cell network, online learner (the paper's recipe)'."""
+    name, _, rest = net.partition(" ")
+    lr = rest.partition("lr=")[2]
+    how = ("BPTT + Adam" if not rest else f"online learner, learning rate {lr}" if lr
+           else "online learner (the paper's recipe)")
+    return f"{name} network, {how}"
+
+
 def slug(net):
     """A claims column as a file name part: 'one-cell online lr=0.0001' -> 'one_cell_online_lr_0_0001'."""
     return re.sub(r"[^0-9a-z]+", "_", net)
@@ -983,7 +992,7 @@ def fig_claims_success(stats, path):
         im = ax.imshow(rate, cmap=cmap, vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(CELL_ORDER)), CELL_ORDER, fontsize=8, rotation=20)
         ax.set_yticks(range(len(settings)), [x.replace("pfg ", "pfg f_") for x in settings], fontsize=8)
-        ax.set_title(f"{net} network", fontsize=9)
+        ax.set_title(title_of(net), fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), label="success rate, best checkpoint", fraction=0.04)
     save(fig, path)
     return shown
@@ -1001,17 +1010,25 @@ FREE_RUN_SHOW = 3       # periods shown in each column
 
 
 def fig_free_runs(runs, net, path):
-    """Each generation task at F = 10: each cell's best model (best checkpoint) over a free run from the zero state,
-    one strip per cell over the target, for its first periods and again after FREE_RUN_AT periods. Returns the
-    models shown."""
-    fig, axes = plt.subplots(len(FREE_RUN_SETTINGS), 2, figsize=(11, 2.3 * len(FREE_RUN_SETTINGS) + 0.7),
-                             layout="constrained", sharey=True, squeeze=False)
+    """Each generation task at F = 10 that column `net` ran: each cell's best model (best checkpoint) over a free
+    run from the zero state, one strip per cell over the target, for its first periods and again after FREE_RUN_AT
+    periods; a cell the column did not run says so. Returns the models shown ({} and no figure if it ran none)."""
+    settings = [x for x in FREE_RUN_SETTINGS if any(runs.get((net, x, c)) for c in CELL_ORDER)]
+    if not settings:
+        return {}
+    fig, axes = plt.subplots(len(settings), 2, figsize=(11, 2.3 * len(settings) + 0.9), layout="constrained",
+                             sharey=True, squeeze=False)
     shown, step = {}, 1.8                               # strips: cell j's output around -step * j
-    for row, x in zip(axes, FREE_RUN_SETTINGS):
+    for row, x in zip(axes, settings):
         F = int(x.rsplit("=", 1)[1])
+        for ax, start in zip(row, (0, FREE_RUN_AT * F)):
+            ax.set_xlim(start, start + FREE_RUN_SHOW * F - 1)
         for j, cell in enumerate(CELL_ORDER):
             r = pick_best(runs.get((net, x, cell), []))
             if r is None:
+                for ax in row:
+                    ax.text(0.5, (len(CELL_ORDER) - 1 - j + 0.5) / len(CELL_ORDER), "not run", fontsize=7.5,
+                            color="0.45", ha="center", va="center", transform=ax.transAxes)
                 continue
             cfg = config_of(r["config"])
             s = tcs.stream_test(cfg, FREE_RUN_AT + FREE_RUN_SHOW)
@@ -1020,19 +1037,23 @@ def fig_free_runs(runs, net, path):
                                       "success": r["run"]["best"]["success"]}
             for ax, start in zip(row, (0, FREE_RUN_AT * F)):
                 t = np.arange(start, start + FREE_RUN_SHOW * F)
-                ax.plot(t, s.y[t, 0] - step * j, color="black", lw=4.5, alpha=0.2,
-                        label="target" if j == 0 else None)
+                ax.plot(t, s.y[t, 0] - step * j, color="black", lw=4.5, alpha=0.2, label="target")
                 ax.plot(t, np.clip(pred[t], -0.3, 1.3) - step * j, color=COLORS[cell], lw=1.2,
                         label=f"{cell} (best run)")
-                ax.set_xlim(t[0], t[-1])
         for ax, start in zip(row, ("the first periods", f"after {FREE_RUN_AT} periods")):
             ax.set_title(f"{x}: {start}", fontsize=8.5)
-    axes[0][0].set_yticks([-step * j + 0.5 for j in range(len(CELL_ORDER))], CELL_ORDER, fontsize=8)
+    axes[0][0].set_ylim(-step * (len(CELL_ORDER) - 1) - 0.55, 1.35)
+    axes[0][0].set_yticks([-step * j + 0.5 for j in range(len(CELL_ORDER))], CELL_ORDER)
+    for ax in axes.ravel():
+        ax.tick_params(labelsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("time step of the free run (from the zero state)", fontsize=8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
-    fig.suptitle(f"{net} network: free runs, one strip per cell (output clipped to [-0.3, 1.3])", fontsize=9.5)
+    legend = {}                                         # every panel's lines, each label once
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncol=5, fontsize=8, frameon=False)
+    fig.suptitle(f"{title_of(net)}: free runs, one strip per cell (output clipped to [-0.3, 1.3])", fontsize=9.5)
     save(fig, path)
     return shown
 
@@ -1063,7 +1084,7 @@ def fig_gts_mechanism(record, mech, path, periods=3):
         for spike in t[s.ends[t, 0]]:
             ax.axvline(spike, color="0.8", lw=0.8, zorder=0)
         ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside, not on, the data
-    axes[0].set_title(f"{network_of(record['config'])} network, peephole cell, GTS F={F}, seed {record['seed']}, "
+    axes[0].set_title(f"{title_of(network_of(record['config']))}: peephole cell, GTS F={F}, seed {record['seed']}, "
                       f"cell {k}; grey lines: the target's spikes\nshares over periods 2-51 of the free run: spikes at "
                       f"which i and f shut and |c| drops (reset) {mech['reset'][k]:.2f};\nspikes with o > 0.5 "
                       f"{mech['open_at_spike'][k]:.2f}; other steps with o < 0.5 {mech['closed_elsewhere'][k]:.2f}",
@@ -1100,8 +1121,10 @@ def claims(journals, outdir, out_json):
     os.makedirs(outdir, exist_ok=True)
     facts = {"success": fig_claims_success(stats, os.path.join(outdir, "claims_success.png"))}
     for net in nets:
-        name = f"free_runs_{slug(net)}.png"
-        facts[name[:-4]] = fig_free_runs(runs, net, os.path.join(outdir, name))
+        name = f"free_runs_{slug(net)}"
+        shown = fig_free_runs(runs, net, os.path.join(outdir, name + ".png"))
+        if shown:
+            facts[name] = shown
     facts["mechanism"] = {net: {cell: {"solutions": len(m), "resets": sum(x["resets"] for x in m),
                                        "gates_at_spike": sum(x["gates_at_spike"] for x in m)}
                                 for cell in ("peephole", "vanilla") for m in [mech[net][f"gts_{cell}"]]}

@@ -72,6 +72,29 @@ def test_a_one_cell_peephole_gts_solution_exists_and_its_gates_are_measured():
     assert not g["resets"]          # its input gate stays open at the reset: c restarts at i g = 1, not at 0
 
 
+def test_free_runs_draw_only_what_a_column_ran(tmp_path):
+    """A column that ran GTS F = 10 alone (the hand-set peephole solution, trained online) gets one row of free
+    runs, the cells it did not run marked; a column that ran no generation task gets no figure."""
+    cfg, p = hand_set_gts()
+    cfg = dataclasses.replace(cfg, learner="rtrl", lr=1e-5, momentum=0.999)
+    run = {"best": {"success": True, "run_units": 1000, "rmse": 0.01}, "final": {"success": True}}
+    rec = tcs.journal_record(cfg, 0, ("done", run, p, p, "hand-made"))
+    runs = {("one-cell online", "gts F=10", "peephole"): [rec]}
+    shown = viz.fig_free_runs(runs, "one-cell online", str(tmp_path / "one.png"))
+    assert shown == {"gts F=10 | peephole": {"seed": 0, "run_units_best": 1000, "success": True}}
+    one = np.asarray(Image.open(tmp_path / "one.png").convert("L"))
+    four = viz.fig_free_runs({("x", s, "peephole"): [rec] for s in viz.FREE_RUN_SETTINGS}, "x",
+                             str(tmp_path / "four.png"))
+    assert len(four) == 4 and one.shape[0] < np.asarray(Image.open(tmp_path / "four.png")).shape[0] / 2
+    assert one.std() > 10
+    msd = {("one-cell online", "delays F=10 I=0,1", "peephole"): [rec]}
+    assert viz.fig_free_runs(msd, "one-cell online", str(tmp_path / "none.png")) == {}
+    assert not (tmp_path / "none.png").exists()
+    assert viz.title_of("one-cell online") == "one-cell network, online learner (the paper's recipe)"
+    assert viz.title_of("one-cell online lr=0.0001") == "one-cell network, online learner, learning rate 0.0001"
+    assert viz.title_of("8-cell") == "8-cell network, BPTT + Adam"
+
+
 def test_a_one_cell_msd_solution_without_peepholes_exists():
     """The MSD stream F = 10, I in {0,1} by hand, one cell, no peepholes: the cell counts the steps since the last
     spike, the input spike opens the output gate to read the count (11 -> 1, 10 -> 0), and the count's h shuts the
