@@ -1154,52 +1154,65 @@ def claims(journals, outdir, out_json):
 # ----------------------------------------------------------------------------------------------------------------
 
 def online_curves(journals, outdir, settings=("gts F=10", "pfg cos F=10"), cells=("peephole", "vanilla")):
-    """For each setting and cell, the online run with the longest training stream (most units, then the longest
-    length, then the lowest seed): its training streams' mean and longest length per bin of streams against the
-    streams seen, log axes. Returns the facts of the models shown."""
+    """One row per online learner's recipe (claims column) in the journals, one panel per setting: for each cell,
+    the run with the longest training stream (most units, then the longest length, then the lowest seed), its
+    training streams' mean and longest length per bin of streams against the streams seen, log axes. Writes
+    viz/online_curves_<first journal's name>.png; returns (its path, the facts of the models shown)."""
     runs = {}
     for path in journals:
         for rec in tcs.read_journal(path)[1]:
             if rec["kind"] == "run" and "online" in rec["run"]:
-                runs.setdefault((setting_name(rec["config"]), rec["cell"]), []).append(rec)
-    shown = [(x, cell) for x in settings for cell in cells if runs.get((x, cell))]
-    if not shown:
+                runs.setdefault((network_of(rec["config"]), setting_name(rec["config"]), rec["cell"]), []).append(rec)
+    nets = networks_in(key for key in runs if key[1] in settings and key[2] in cells)
+    if not nets:
         raise tcs.BadGrid(f"no online runs of {', '.join(settings)} in {', '.join(journals)}")
-    fig, axes = plt.subplots(1, len(settings), figsize=(5.2 * len(settings), 3.9), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(nets), len(settings), figsize=(5.2 * len(settings), 0.6 + 3.5 * len(nets)),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
     facts = {}
-    for ax, x in zip(axes[0], settings):
-        for cell in cells[::-1]:
-            recs = runs.get((x, cell))
-            if not recs:
-                continue
-            rec = max(recs, key=lambda r: (r["run"]["online"]["longest_units"], r["run"]["online"]["longest_length"],
-                                           -r["seed"]))
-            o = rec["run"]["online"]
-            c = o["curve"]
-            first = np.cumsum([0] + c["streams"][:-1]) + 1          # each bin's first stream: 1, 2, 4, ...
-            mid = np.sqrt(first * (first + np.array(c["streams"]) - 1))
-            wide = cell != cells[0]                         # drawn first and wider: the first cell's lines on top
-            ax.plot(mid, c["mean_length"], color=COLORS[cell], lw=3.2 if wide else 1.4, alpha=0.55 if wide else 1,
-                    zorder=1 if wide else 2, label=f"{cell} (seed {rec['seed']}): mean")
-            ax.plot(mid, c["max_length"], color=COLORS[cell], lw=2.4 if wide else 1.0, ls="--",
-                    alpha=0.55 if wide else 1, zorder=1 if wide else 2, label=f"{cell}: longest")
-            facts[f"{x} | {cell}"] = {
-                "seed": rec["seed"], "runs": len(recs), "outcome": o["outcome"], "streams": o["streams"],
-                "steps": o["steps"], "longest_units": o["longest_units"], "longest_length": o["longest_length"],
-                "mean_length_first_bin": c["mean_length"][0], "mean_length_last_bin": c["mean_length"][-1],
-                "passed": sum(r["run"]["online"]["outcome"] == "passed" for r in recs)}
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(x.replace("pfg cos", "PFG f_cos").replace("gts", "GTS"))
+    for row, net in zip(axes, nets):
+        for ax, x in zip(row, settings):
+            F = int(x.rsplit("=", 1)[1])
+            ax.axhline(tcs.TRAIN_UNITS * F, color="0.5", lw=0.8, ls=":",
+                       label=f"a training success ({tcs.TRAIN_UNITS} periods)")
+            for cell in cells[::-1]:
+                recs = runs.get((net, x, cell))
+                if not recs:
+                    ax.text(0.5, 0.3 + 0.1 * cells.index(cell), f"{cell}: not run", transform=ax.transAxes,
+                            ha="center", fontsize=8, color="0.45")
+                    continue
+                rec = max(recs, key=lambda r: (r["run"]["online"]["longest_units"],
+                                               r["run"]["online"]["longest_length"], -r["seed"]))
+                o = rec["run"]["online"]
+                c = o["curve"]
+                first = np.cumsum([0] + c["streams"][:-1]) + 1          # each bin's first stream: 1, 2, 4, ...
+                mid = np.sqrt(first * (first + np.array(c["streams"]) - 1))
+                wide = cell != cells[0]                     # drawn first and wider: the first cell's lines on top
+                ax.plot(mid, c["mean_length"], color=COLORS[cell], lw=3.2 if wide else 1.4,
+                        alpha=0.55 if wide else 1, zorder=1 if wide else 2, label=f"{cell} (seed {rec['seed']}): mean")
+                ax.plot(mid, c["max_length"], color=COLORS[cell], lw=2.4 if wide else 1.0, ls="--",
+                        alpha=0.55 if wide else 1, zorder=1 if wide else 2, label=f"{cell}: longest")
+                facts[f"{net} | {x} | {cell}"] = {
+                    "seed": rec["seed"], "runs": len(recs), "outcome": o["outcome"], "streams": o["streams"],
+                    "steps": o["steps"], "longest_units": o["longest_units"], "longest_length": o["longest_length"],
+                    "mean_length_first_bin": c["mean_length"][0], "mean_length_last_bin": c["mean_length"][-1],
+                    "passed": sum(r["run"]["online"]["outcome"] == "passed" for r in recs)}
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_title(f"{x.replace('pfg cos', 'PFG f_cos').replace('gts', 'GTS')}: "
+                         f"{title_of(net).split(', ', 1)[1]}", fontsize=9.5)
+            ax.legend(fontsize=7, loc="upper left")
+        row[0].set_ylabel("training stream length (steps)")
+    for ax in axes[-1]:
         ax.set_xlabel("training streams seen")
-        ax.legend(fontsize=7, loc="upper left")
-    axes[0][0].set_ylabel("training stream length (steps)")
-    fig.suptitle("The online learner: each training stream's length (to its first error), per bin of streams")
-    fig.tight_layout()
+    fig.suptitle("The online learner, one-cell network: each training stream's length (to its first error), per bin "
+                 "of streams")
+    name = "online_curves_" + os.path.basename(journals[0]).rsplit(".", 1)[0]
     os.makedirs(outdir, exist_ok=True)
-    save(fig, os.path.join(outdir, "online_curves.png"))
-    add_facts(outdir, online_curves={"journals": list(journals), "shown": facts})
-    return facts
+    save(fig, os.path.join(outdir, name + ".png"))
+    add_facts(outdir, **{name: {"journals": list(journals), "shown": facts}})
+    return os.path.join(outdir, name + ".png"), facts
 
 
 def grid_loops(journals):
@@ -1278,9 +1291,10 @@ def main(argv=None):
                     "the claims grid's journals")
     ap.add_argument("--claims-out", default=os.path.join("results", "claims.json"), help="with --claims: where the "
                     "table's JSON goes (default results/claims.json)")
-    ap.add_argument("--online-curves", metavar="JOURNAL", nargs="+", help="instead: viz/online_curves.png, the "
-                    "online learner's training streams against streams seen (GTS and PFG f_cos at F = 10, peephole "
-                    "and vanilla), from grid journals of the online learner")
+    ap.add_argument("--online-curves", metavar="JOURNAL", nargs="+", help="instead: "
+                    "viz/online_curves_<first journal's name>.png, the online learner's training streams against "
+                    "streams seen (GTS and PFG f_cos at F = 10, peephole and vanilla; a row per recipe), from grid "
+                    "journals of the online learner")
     ap.add_argument("--grid-speed", metavar="JOURNAL", nargs="+", help="instead: viz/grid_speed.png, the wall time "
                     "and µs per model-step of every loop of the online learner in grid journals, beside --bench")
     ap.add_argument("--bench", default=os.path.join(ROOT, "results", "bench_online.json"), help="with --grid-speed: "
@@ -1305,8 +1319,9 @@ def main(argv=None):
                   f"{r['model_steps']:,} model-steps, {r['us_per_model_step']:.3f} µs per model-step")
         return 0
     if a.online_curves:
-        shown = from_journals("--online-curves", a.online_curves, lambda: online_curves(a.online_curves, a.outdir))
-        print(f"wrote {a.outdir}/online_curves.png: " + "; ".join(
+        path, shown = from_journals("--online-curves", a.online_curves,
+                                    lambda: online_curves(a.online_curves, a.outdir))
+        print(f"wrote {path}: " + "; ".join(
             f"{k} seed {v['seed']} ({v['outcome']}, longest {v['longest_units']} units)" for k, v in shown.items()))
         return 0
     if a.claims:

@@ -297,20 +297,36 @@ def test_the_seeds_architecture_and_more_cells_learn_online_too():
 
 
 def test_the_online_curves_figure_shows_each_cells_longest_run(tmp_path, straight_grid):
+    """One row per recipe (never pooled), each cell's run with the longest training stream in it."""
     from PIL import Image
+    viz = pytest.importorskip("visualize_timing_counting_spikes")
     _, runs, path = straight_grid
     r = subprocess.run([sys.executable, os.path.join(ROOT, "visualize_timing_counting_spikes.py"), "--online-curves",
                         path, "--outdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    shown = json.loads((tmp_path / "facts.json").read_text())["online_curves"]["shown"]
-    assert set(shown) == {"gts F=10 | peephole", "gts F=10 | vanilla"}        # the grid has no PFG
+    shown = json.loads((tmp_path / "facts.json").read_text())["online_curves_straight"]["shown"]
+    col = "one-cell online lr=0.003"                                          # the grid's recipe: its row
+    assert set(shown) == {f"{col} | gts F=10 | peephole", f"{col} | gts F=10 | vanilla"}   # the grid has no PFG
     for cell in ("peephole", "vanilla"):
         mine = [x for x in runs.values() if x["task"] == "gts" and x["variant"] == cell]
         best = max(mine, key=lambda x: (x["online"]["longest_units"], x["online"]["longest_length"], -x["seed"]))
-        assert shown[f"gts F=10 | {cell}"]["seed"] == best["seed"]
-        assert shown[f"gts F=10 | {cell}"]["longest_length"] == best["online"]["longest_length"]
-    with Image.open(tmp_path / "online_curves.png") as im:
+        assert shown[f"{col} | gts F=10 | {cell}"]["seed"] == best["seed"]
+        assert shown[f"{col} | gts F=10 | {cell}"]["longest_length"] == best["online"]["longest_length"]
+    assert f"wrote {tmp_path}/online_curves_straight.png" in r.stdout
+    with Image.open(tmp_path / "online_curves_straight.png") as im:
         assert im.size[0] > 800 and len(np.unique(np.asarray(im.convert("L")))) > 20
+        one_row = im.size[1]
+    recs = [json.loads(line) for line in open(path)]      # seed 1 as if trained at the paper's rate: a row of its own
+    for rec in recs[1:]:
+        if rec["seed"] == 1:
+            rec["config"]["lr"] = tcs.RTRL_DEFAULTS["lr"]
+    two = tmp_path / "two.jsonl"
+    two.write_text("".join(json.dumps(rec) + "\n" for rec in recs))
+    fig, shown = viz.online_curves([str(two)], str(tmp_path))
+    assert {k.split(" | ")[0] for k in shown} == {col, "one-cell online"}
+    assert all(v["seed"] == (1 if k.startswith("one-cell online |") else 0) and v["runs"] == 1 for k, v in shown.items())
+    with Image.open(fig) as im:
+        assert im.size[1] > 1.7 * one_row
     r = subprocess.run([sys.executable, os.path.join(ROOT, "visualize_timing_counting_spikes.py"), "--online-curves",
                         str(tmp_path / "none.jsonl")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "no such journal" in r.stderr and len(r.stderr.strip().splitlines()) == 1
