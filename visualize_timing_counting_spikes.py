@@ -927,6 +927,48 @@ def claim_verdicts(stats, mech):
     return out
 
 
+# Each claim in a few words, for the verdict table (verdict_markdown): the README's answer
+SHORT_CLAIMS = {
+    "49v50": "learns 50 vs 49 steps apart",
+    "gts": "generates precisely timed spikes (GTS)",
+    "pfg": "... and periodic patterns (PFG)",
+    "msd_both": "MSD `F = 10` solved with or without peepholes",
+    "msd_outperforms": "MSD: peepholes ahead on some sets",
+    "msd_longer": "MSD: longer intervals need more training",
+    "msd_faster": "MSD, linear output: vanilla learns faster",
+    "msd_ramp": "MSD: cells ramp, or oscillate and count",
+    "msd_gate": "MSD: output gate open (vanilla), shut (peephole)",
+    "gts_no_peep": "GTS: not learned without peepholes",
+    "gts_no_forget": "GTS: not learned without forget gate",
+    "gts_mechanism": "GTS: gates reset `c` at spikes, output gate opens there",
+    "gts_longer": "GTS: longer periods take longer",
+    "pfg_vanilla": "PFG: vanilla learns only `f_cos` `F = 10`",
+    "pfg_1997": "PFG: the 1997 cell runs about 2 periods",
+    "pfg_more": "PFG: peepholes learn more functions",
+    "pfg_rmse": "PFG `f_cos` `F = 25`: RMSE 0.17 ± 0.019"}
+SHORT_VERDICTS = {"not reproduced": "n.r.", "not run": "–"}
+
+
+def column_header(net):
+    """A claims column in a table header: 'one-cell, BPTT', 'one-cell, online', 'one-cell, online lr 0.0001'."""
+    name, _, rest = net.partition(" ")
+    lr = rest.partition("lr=")[2]
+    return f"{name}, " + ("BPTT" if not rest else f"online lr {lr}" if lr else "online")
+
+
+def verdict_markdown(claims):
+    """The verdicts alone, a column per network and learner and the row's overall one, each claim in a few words
+    (SHORT_CLAIMS; n.r.: not reproduced by that training, –: not run): the README's answer table."""
+    nets = list(claims[0]["networks"])
+    v = lambda x: SHORT_VERDICTS.get(x, x)
+    rows = ["| claim [source] | " + " | ".join(column_header(n) for n in nets) + " | reproduces |",
+            "|---|" + "---|" * (len(nets) + 1)]
+    for c in claims:
+        rows.append(f"| {SHORT_CLAIMS[c['id']]} [{c['source']}] | "
+                    + " | ".join(v(c["networks"][n]["verdict"]) for n in nets) + f" | **{v(c['verdict'])}** |")
+    return "\n".join(rows)
+
+
 def claims_markdown(claims):
     nets = list(claims[0]["networks"])
     rows = ["| claim | source | " + " | ".join(f"{net}: measured" for net in nets) + " | reproduces |",
@@ -1141,7 +1183,8 @@ def claims(journals, outdir, out_json):
         "journals": list(journals), **tcs.versions(),
         "stats": {" | ".join(key): st for key, st in stats.items()},
         "mechanism": mech, "claims": table})
-    print(claims_markdown(table))
+    print("The verdicts (n.r.: not reproduced by that training; –: not run):\n\n" + verdict_markdown(table)
+          + "\n\nThe claims table:\n\n" + claims_markdown(table))
     first = first_success_markdown(stats)
     if first:
         print("\nTo the first success (successes of the runs, then the median [range] over the successful runs of the "

@@ -214,6 +214,12 @@ def test_one_column_per_learner_and_not_reproduced(tmp_path):
     assert no_peep["one-cell online"]["verdict"] == "yes" and no_peep["one-cell online lr=0.0001"]["verdict"] == "no"
     md = viz.claims_markdown(list(table.values()))
     assert "one-cell online lr=0.0001: measured" in md.splitlines()[0]
+    short = viz.verdict_markdown(list(table.values())).splitlines()
+    assert short[0] == ("| claim [source] | one-cell, BPTT | one-cell, online | one-cell, online lr 0.0001 | "
+                        "reproduces |")
+    assert len(short) == 2 + len(table) and max(map(len, short)) <= 120          # the README's lines
+    assert short[2 + list(table).index("gts")] == "| generates precisely timed spikes (GTS) [Q] | n.r. | yes | no | " \
+                                                  "**partly** |"
     st = stats["one-cell online", "gts F=10", "peephole"]
     assert st["steps_to_first_success_range"] == [10 ** 6, 3 * 10 ** 6] and st["median_streams_to_first_pass"] == 2e5
     first = viz.first_success_markdown(stats).splitlines()

@@ -324,7 +324,8 @@ def test_the_online_curves_figure_shows_each_cells_longest_run(tmp_path, straigh
     two.write_text("".join(json.dumps(rec) + "\n" for rec in recs))
     fig, shown = viz.online_curves([str(two)], str(tmp_path))
     assert {k.split(" | ")[0] for k in shown} == {col, "one-cell online"}
-    assert all(v["seed"] == (1 if k.startswith("one-cell online |") else 0) and v["runs"] == 1 for k, v in shown.items())
+    assert all(v["seed"] == (1 if k.startswith("one-cell online |") else 0) and v["runs"] == 1
+               for k, v in shown.items())
     with Image.open(fig) as im:
         assert im.size[1] > 1.7 * one_row
     r = subprocess.run([sys.executable, os.path.join(ROOT, "visualize_timing_counting_spikes.py"), "--online-curves",
