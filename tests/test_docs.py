@@ -59,3 +59,13 @@ def test_readme_is_short_and_lines_are_readable():
     assert len(lines) <= 300
     long = [i + 1 for i, line in enumerate(lines) if len(line) > 120]
     assert not long, f"README.md lines over 120 characters: {long}"
+
+
+def test_the_readme_answer_is_the_claims_result():
+    """The README's verdict table is what --claims prints from the committed results/claims.json, verbatim."""
+    import json
+    viz = pytest.importorskip("visualize_timing_counting_spikes")
+    with open(os.path.join(ROOT, "results", "claims.json")) as fh:
+        claims = json.load(fh)["claims"]
+    with open(os.path.join(ROOT, "README.md")) as fh:
+        assert viz.verdict_markdown(claims) in fh.read()
