@@ -598,7 +598,24 @@ def group_stats(records):
             "steps_to_first_success_range": [min(first), max(first)] if first else None,
             "median_streams_to_first_pass": float(np.median(streams)) if streams else None,
             "streams_to_first_pass_range": [min(streams), max(streams)] if streams else None,
-            "median_rmse_of_successes": round(float(np.median(rmse)), 4) if rmse else None}
+            "median_rmse_of_successes": round(float(np.median(rmse)), 4) if rmse else None,
+            "online_stops": online_stops(records)}
+
+
+def online_stops(records):
+    """How the online learner's models of a group stopped: passed, at the step cap (max_steps training steps),
+    at the stream budget (max_streams training streams), diverged; None for BPTT runs."""
+    if records[0]["config"].get("learner", "bptt") != "rtrl":
+        return None
+    out = {"passed": 0, "step_cap": 0, "stream_budget": 0, "diverged": 0}
+    for r in records:
+        if r["kind"] != "run":
+            out["diverged"] += 1
+            continue
+        o, cfg = r["run"]["online"], r["config"]
+        out["passed" if o["outcome"] == "passed" else "step_cap" if o["steps"] >= cfg["max_steps"]
+            else "stream_budget"] += 1
+    return out
 
 
 def gate_mechanism(c, i, f, o, spikes):
@@ -1011,6 +1028,22 @@ def first_success_markdown(stats):
     return "\n".join(rows)
 
 
+def stops_markdown(stats):
+    """How the online learner's models stopped, per column and setting (all four cells): passed, at the step cap,
+    at the stream budget, diverged; '' without online runs."""
+    rows = ["| column | setting | models | passed | step cap | stream budget | diverged |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for net in networks_in(stats):
+        for x in sorted({key[1] for key in stats if key[0] == net}, key=setting_order):
+            got = [st["online_stops"] for (n, xx, _), st in stats.items()
+                   if n == net and xx == x and st["online_stops"]]
+            if got:
+                tot = {k: sum(g[k] for g in got) for k in got[0]}
+                rows.append(f"| {net} | {x.replace('pfg ', 'pfg f_')} | {sum(tot.values())} | {tot['passed']} | "
+                            f"{tot['step_cap']} | {tot['stream_budget']} | {tot['diverged']} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def fig_claims_success(stats, path):
     """Successes (best checkpoint) per task setting and cell, one panel per network. Returns the numbers shown."""
     nets = networks_in(stats)
@@ -1190,6 +1223,10 @@ def claims(journals, outdir, out_json):
         print("\nTo the first success (successes of the runs, then the median [range] over the successful runs of the "
               "training time steps, and for the online learner the training streams, before the first passed "
               "test):\n\n" + first)
+    stops = stops_markdown(stats)
+    if stops:
+        print("\nHow the online learner's models stopped (at the step cap: their recipe's max_steps training "
+              "steps; at the stream budget: its max_streams training streams):\n\n" + stops)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -177,10 +177,11 @@ def test_claims_on_a_hand_made_grid_journal(tmp_path):
 
 def online_record(task, cell, seed, passed, lr=1e-5, first_steps=None, **cfg):
     """A finished online run as the grid journals it: the final model is the best, no history, the first pass."""
-    rec = record("one-cell", task, cell, seed, passed, steps=10 ** 8 if not passed else first_steps, learner="rtrl",
-                 lr=lr, **cfg)
+    cfg = {"max_steps": 10 ** 8, "max_streams": 10 ** 7, **cfg}
+    steps = cfg["max_steps"] if not passed else first_steps
+    rec = record("one-cell", task, cell, seed, passed, steps=steps, learner="rtrl", lr=lr, **cfg)
     rec["run"]["history"] = []
-    rec["run"]["online"] = {"outcome": "passed" if passed else "budget",
+    rec["run"]["online"] = {"outcome": "passed" if passed else "budget", "steps": steps, "streams": steps // 10,
                             "first_pass": {"streams": first_steps // 10, "steps": first_steps} if passed else None}
     return rec
 
@@ -228,6 +229,27 @@ def test_one_column_per_learner_and_not_reproduced(tmp_path):
                         "[100,000–300,000] | 0/4 |") and len(first) == 4       # peephole and vanilla rows
     only_bptt = {k: v for k, v in stats.items() if k[0] == "one-cell"}
     assert {c["id"]: c for c in viz.claim_verdicts(only_bptt, {})}["gts"]["verdict"] == "not reproduced"
+
+
+def test_how_the_online_models_stopped():
+    """Passed, at the step cap, at the stream budget, diverged: counted per group from the records and the recipe's
+    budgets, summed over cells per setting; BPTT groups have none."""
+    recs = [online_record("gts", "peephole", 0, True, F=10, first_steps=10 ** 6)]
+    for seed, (streams, steps) in enumerate(((10 ** 7, 5 * 10 ** 7), (3 * 10 ** 6, 10 ** 8)), 1):
+        r = online_record("gts", "vanilla", seed, False, F=10)
+        r["run"]["online"].update(streams=streams, steps=steps)
+        recs.append(r)
+    recs.append({"kind": "diverged", "key": "d", "config": recs[1]["config"], "cell": "vanilla", "seed": 9,
+                 "message": "non-finite"})
+    runs = {}
+    for r in recs:
+        runs.setdefault(("one-cell online", "gts F=10", r["cell"]), []).append(r)
+    stats = {k: viz.group_stats(v) for k, v in runs.items()}
+    assert stats["one-cell online", "gts F=10", "vanilla"]["online_stops"] == {
+        "passed": 0, "step_cap": 1, "stream_budget": 1, "diverged": 1}
+    assert viz.stops_markdown(stats).splitlines()[2] == "| one-cell online | gts F=10 | 4 | 1 | 1 | 1 | 1 |"
+    bptt = {("one-cell", "gts F=10", "peephole"): viz.group_stats([record("one-cell", "gts", "peephole", 0, True)])}
+    assert bptt["one-cell", "gts F=10", "peephole"]["online_stops"] is None and viz.stops_markdown(bptt) == ""
 
 
 def run(*args):
