@@ -515,10 +515,13 @@ def network_of(config):
     return f"{net} online" + ("" if lr == tcs.RTRL_DEFAULTS["lr"] else f" lr={lr:g}")
 
 
-def title_of(net):
-    """A claims column in words, for figure titles: 'one-cell network, online learner (the paper's recipe)'."""
+def title_of(net, short=False):
+    """A claims column in words: for figure titles 'one-cell network, online learner (the paper's recipe)', short
+    (table headers) 'one-cell, online'; 'one-cell, online lr 0.0001'; 'one-cell, BPTT'."""
     name, _, rest = net.partition(" ")
     lr = rest.partition("lr=")[2]
+    if short:
+        return f"{name}, " + ("BPTT" if not rest else f"online lr {lr}" if lr else "online")
     how = ("BPTT + Adam" if not rest else f"online learner, learning rate {lr}" if lr
            else "online learner (the paper's recipe)")
     return f"{name} network, {how}"
@@ -966,19 +969,12 @@ SHORT_CLAIMS = {
 SHORT_VERDICTS = {"not reproduced": "n.r.", "not run": "–"}
 
 
-def column_header(net):
-    """A claims column in a table header: 'one-cell, BPTT', 'one-cell, online', 'one-cell, online lr 0.0001'."""
-    name, _, rest = net.partition(" ")
-    lr = rest.partition("lr=")[2]
-    return f"{name}, " + ("BPTT" if not rest else f"online lr {lr}" if lr else "online")
-
-
 def verdict_markdown(claims):
     """The verdicts alone, a column per network and learner and the row's overall one, each claim in a few words
     (SHORT_CLAIMS; n.r.: not reproduced by that training, –: not run): the README's answer table."""
     nets = list(claims[0]["networks"])
     v = lambda x: SHORT_VERDICTS.get(x, x)
-    rows = ["| claim [source] | " + " | ".join(column_header(n) for n in nets) + " | reproduces |",
+    rows = ["| claim [source] | " + " | ".join(title_of(n, short=True) for n in nets) + " | reproduces |",
             "|---|" + "---|" * (len(nets) + 1)]
     for c in claims:
         rows.append(f"| {SHORT_CLAIMS[c['id']]} [{c['source']}] | "
