@@ -607,17 +607,21 @@ def group_stats(records):
 
 def online_stops(records):
     """How the online learner's models of a group stopped: passed, at the step cap (max_steps training steps),
-    at the stream budget (max_streams training streams), diverged; None for BPTT runs."""
+    at the stream budget (max_streams training streams), diverged, and the training streams each model stopped at
+    the step cap had seen (what the cap cut off); None for BPTT runs."""
     if records[0]["config"].get("learner", "bptt") != "rtrl":
         return None
-    out = {"passed": 0, "step_cap": 0, "stream_budget": 0, "diverged": 0}
+    out = {"passed": 0, "step_cap": 0, "stream_budget": 0, "diverged": 0, "step_cap_streams": []}
     for r in records:
         if r["kind"] != "run":
             out["diverged"] += 1
             continue
         o, cfg = r["run"]["online"], r["config"]
-        out["passed" if o["outcome"] == "passed" else "step_cap" if o["steps"] >= cfg["max_steps"]
-            else "stream_budget"] += 1
+        how = ("passed" if o["outcome"] == "passed" else "step_cap" if o["steps"] >= cfg["max_steps"]
+               else "stream_budget")
+        out[how] += 1
+        if how == "step_cap":
+            out["step_cap_streams"].append(o["streams"])
     return out
 
 
@@ -1026,17 +1030,21 @@ def first_success_markdown(stats):
 
 def stops_markdown(stats):
     """How the online learner's models stopped, per column and setting (all four cells): passed, at the step cap,
-    at the stream budget, diverged; '' without online runs."""
-    rows = ["| column | setting | models | passed | step cap | stream budget | diverged |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    at the stream budget, diverged, and the median [range] of the training streams seen by the models the step cap
+    stopped; '' without online runs."""
+    rows = ["| column | setting | models | passed | step cap | stream budget | diverged | "
+            "streams seen at the step cap, median [range] |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    M = lambda v: f"{v / 1e6:.2f} M"
     for net in networks_in(stats):
         for x in sorted({key[1] for key in stats if key[0] == net}, key=setting_order):
             got = [st["online_stops"] for (n, xx, _), st in stats.items()
                    if n == net and xx == x and st["online_stops"]]
             if got:
-                tot = {k: sum(g[k] for g in got) for k in got[0]}
+                tot = {k: sum(g[k] for g in got) for k in ("passed", "step_cap", "stream_budget", "diverged")}
+                seen = sorted(v for g in got for v in g["step_cap_streams"])
                 rows.append(f"| {net} | {x.replace('pfg ', 'pfg f_')} | {sum(tot.values())} | {tot['passed']} | "
-                            f"{tot['step_cap']} | {tot['stream_budget']} | {tot['diverged']} |")
+                            f"{tot['step_cap']} | {tot['stream_budget']} | {tot['diverged']} | "
+                            + (f"{M(np.median(seen))} [{M(seen[0])}–{M(seen[-1])}]" if seen else "-") + " |")
     return "\n".join(rows) if len(rows) > 2 else ""
 
 
@@ -1063,7 +1071,7 @@ def fig_claims_success(stats, path):
         im = ax.imshow(rate, cmap=cmap, vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(CELL_ORDER)), CELL_ORDER, fontsize=8, rotation=20)
         ax.set_yticks(range(len(settings)), [x.replace("pfg ", "pfg f_") for x in settings], fontsize=8)
-        ax.set_title(title_of(net), fontsize=9)
+        ax.set_title(title_of(net).replace(", ", ",\n", 1), fontsize=9)     # two lines: the panels' titles fit
     fig.colorbar(im, ax=axes[0].tolist(), label="success rate, best checkpoint", fraction=0.04)
     save(fig, path)
     return shown
@@ -1119,11 +1127,13 @@ def fig_free_runs(runs, net, path):
         ax.tick_params(labelsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("time step of the free run (from the zero state)", fontsize=8)
-    legend = {}                                         # every panel's lines, each label once
+    legend = {}                                         # every panel's lines, each label once, cells in order
     for ax in axes.ravel():
         for h, lab in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(lab, h)
-    fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncol=5, fontsize=8, frameon=False)
+    labels = sorted(legend, key=lambda lab: -1 if lab == "target" else CELL_ORDER.index(lab.split()[0]))
+    fig.legend([legend[lab] for lab in labels], labels, loc="outside lower center", ncol=5, fontsize=8,
+               frameon=False)
     fig.suptitle(f"{title_of(net)}: free runs, one strip per cell (output clipped to [-0.3, 1.3])", fontsize=9.5)
     save(fig, path)
     return shown
@@ -1226,7 +1236,7 @@ def claims(journals, outdir, out_json):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The online learner (--learner rtrl): learning curves from a journal -> viz/online_curves.png, facts["online"]
+# The online learner (--learner rtrl): learning curves from journals -> viz/online_curves_NAME.png and its facts
 # ----------------------------------------------------------------------------------------------------------------
 
 def online_curves(journals, outdir, settings=("gts F=10", "pfg cos F=10"), cells=("peephole", "vanilla")):

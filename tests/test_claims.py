@@ -233,7 +233,7 @@ def test_one_column_per_learner_and_not_reproduced(tmp_path):
 
 def test_how_the_online_models_stopped():
     """Passed, at the step cap, at the stream budget, diverged: counted per group from the records and the recipe's
-    budgets, summed over cells per setting; BPTT groups have none."""
+    budgets, summed over cells per setting, with the streams the step cap let a model see; BPTT groups have none."""
     recs = [online_record("gts", "peephole", 0, True, F=10, first_steps=10 ** 6)]
     for seed, (streams, steps) in enumerate(((10 ** 7, 5 * 10 ** 7), (3 * 10 ** 6, 10 ** 8)), 1):
         r = online_record("gts", "vanilla", seed, False, F=10)
@@ -246,8 +246,9 @@ def test_how_the_online_models_stopped():
         runs.setdefault(("one-cell online", "gts F=10", r["cell"]), []).append(r)
     stats = {k: viz.group_stats(v) for k, v in runs.items()}
     assert stats["one-cell online", "gts F=10", "vanilla"]["online_stops"] == {
-        "passed": 0, "step_cap": 1, "stream_budget": 1, "diverged": 1}
-    assert viz.stops_markdown(stats).splitlines()[2] == "| one-cell online | gts F=10 | 4 | 1 | 1 | 1 | 1 |"
+        "passed": 0, "step_cap": 1, "stream_budget": 1, "diverged": 1, "step_cap_streams": [3 * 10 ** 6]}
+    assert viz.stops_markdown(stats).splitlines()[2] == ("| one-cell online | gts F=10 | 4 | 1 | 1 | 1 | 1 | "
+                                                         "3.00 M [3.00 M–3.00 M] |")
     bptt = {("one-cell", "gts F=10", "peephole"): viz.group_stats([record("one-cell", "gts", "peephole", 0, True)])}
     assert bptt["one-cell", "gts F=10", "peephole"]["online_stops"] is None and viz.stops_markdown(bptt) == ""
 
