@@ -1000,6 +1000,11 @@ def claims_markdown(claims):
     return "\n".join(rows)
 
 
+def millions(v):
+    """A count of steps or streams in millions: 2500000 -> '2.50 M'."""
+    return f"{v / 1e6:.2f} M"
+
+
 def first_success_markdown(stats):
     """Per setting and cell that any column taught: each column's successes and the median [range] of the training
     time steps (and, for the online learner, training streams) to the first success, as a Markdown table."""
@@ -1008,7 +1013,6 @@ def first_success_markdown(stats):
                     key=lambda xc: (setting_order(xc[0]), CELL_ORDER.index(xc[1])))
     if not taught:
         return ""
-    M = lambda v: f"{v / 1e6:.2f} M"
 
     def cell(st):
         if not st:
@@ -1016,7 +1020,8 @@ def first_success_markdown(stats):
         if not st["success_best"]:
             return f"{_k(st, False)}"
         lo, hi = st["steps_to_first_success_range"]
-        out = f"{_k(st, False)}: steps {M(st['median_steps_to_first_success'])} [{M(lo)}–{M(hi)}]"
+        out = (f"{_k(st, False)}: steps {millions(st['median_steps_to_first_success'])} "
+               f"[{millions(lo)}–{millions(hi)}]")
         if st["median_streams_to_first_pass"] is not None:
             a, b = st["streams_to_first_pass_range"]
             out += f", streams {st['median_streams_to_first_pass']:,.0f} [{a:,}–{b:,}]"
@@ -1034,7 +1039,6 @@ def stops_markdown(stats):
     stopped; '' without online runs."""
     rows = ["| column | setting | models | passed | step cap | stream budget | diverged | "
             "streams seen at the step cap, median [range] |", "|---|---|---:|---:|---:|---:|---:|---|"]
-    M = lambda v: f"{v / 1e6:.2f} M"
     for net in networks_in(stats):
         for x in sorted({key[1] for key in stats if key[0] == net}, key=setting_order):
             got = [st["online_stops"] for (n, xx, _), st in stats.items()
@@ -1044,7 +1048,8 @@ def stops_markdown(stats):
                 seen = sorted(v for g in got for v in g["step_cap_streams"])
                 rows.append(f"| {net} | {x.replace('pfg ', 'pfg f_')} | {sum(tot.values())} | {tot['passed']} | "
                             f"{tot['step_cap']} | {tot['stream_budget']} | {tot['diverged']} | "
-                            + (f"{M(np.median(seen))} [{M(seen[0])}–{M(seen[-1])}]" if seen else "-") + " |")
+                            + (f"{millions(np.median(seen))} [{millions(seen[0])}–{millions(seen[-1])}]" if seen
+                               else "-") + " |")
     return "\n".join(rows) if len(rows) > 2 else ""
 
 
