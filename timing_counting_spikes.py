@@ -309,6 +309,7 @@ class Config:
     momentum: float = None     # rtrl: the paper's per task (RTRL_MOMENTUM)
     max_streams: int = None    # rtrl: training streams per model (the paper's 10^7)
     max_steps: int = None      # rtrl: training time steps per model
+    protocol: str = None       # rtrl: "paper" (a test only after a training success) or "every-stream" (PROTOCOLS)
 
     def __post_init__(self):
         if self.init is None:
@@ -325,7 +326,7 @@ class Config:
 
 
 BPTT_ONLY = ("iters", "lr_decay_factor", "lr_decay_every", "clip", "eval_every", "window", "batch")
-RTRL_ONLY = ("momentum", "max_streams", "max_steps")
+RTRL_ONLY = ("momentum", "max_streams", "max_steps", "protocol")
 
 
 def config_dict(cfg):
@@ -975,7 +976,12 @@ def train_many(cfg, seeds, test=None, on_eval=None, log=None):
 # ----------------------------------------------------------------------------------------------------------------
 
 TRAIN_UNITS = 100    # a training stream that runs this many units error-free is a training success and ends there
-RTRL_DEFAULTS = {"lr": 1e-5, "max_streams": 10 ** 7, "max_steps": 10 ** 8}
+RTRL_DEFAULTS = {"lr": 1e-5, "max_streams": 10 ** 7, "max_steps": 10 ** 8, "protocol": "paper"}
+# When the frozen test runs, and what passes a model (the paper's success rule has two conditions):
+PROTOCOLS = {"paper": "a test runs only after a training success (a training stream that ran TRAIN_UNITS units "
+                      "error-free); a pass needs both",
+             "every-stream": "a test runs after every training stream; any test of test_units units passes"}
+STRICT_TOL = 0.15    # the paper's stricter criterion: every pass is re-scored at it (its test's largest |error|)
 RTRL_MOMENTUM = {"delays": 0.9999, "nmsd": 0.99, "gts": 0.999, "pfg": 0.99}   # the paper's, per task
 CURVE_BINS = 40      # the learning curve: training stream n falls in bin floor(log2 n)
 CHECKPOINT_EVERY = 600.0   # seconds between checkpoints of a journaled online job
@@ -1073,6 +1079,7 @@ class Spec:
     has_input: bool = False
     delays: "Config" = None
     nmsd: bool = False
+    protocol: str = "every-stream"
 
 
 def spec_of(cfg, seed, key=None):
@@ -1082,13 +1089,13 @@ def spec_of(cfg, seed, key=None):
     y, ends = test.y[:, 0], test.ends[:, 0]
     return Spec(key or job_key(cfg, seed), seed, initial_params(cfg, seed), y, ends, cfg.lr, cfg.momentum,
                 TASKS[cfg.task].tol, cfg.test_units, cfg.max_streams, cfg.max_steps, net_of(cfg),
-                cfg.task == "delays", cfg if cfg.task == "delays" else None, nmsd(cfg))
+                cfg.task == "delays", cfg if cfg.task == "delays" else None, nmsd(cfg), cfg.protocol)
 
 
 # The per-model arrays of an Online job that its checkpoint holds (the model axis last); the rest is rebuilt.
 STATE = ("theta", "D", "S", "Sens", "train", "pos", "trpos", "units", "slen", "left", "streams", "steps",
          "ft_streams", "ft_steps", "next_stop", "final", "cur_max", "cur_run", "cur_sum", "curve_max", "curve_run",
-         "curve_sum")
+         "curve_sum", "err_max", "last_max")
 
 
 class Online:
@@ -1110,8 +1117,10 @@ class Online:
 
     The protocol: a training stream starts from the zero state and ends at its first error (|pred - y| >= tol; a
     non-finite output is an error) or after TRAIN_UNITS error-free units (a training success); the weights move at
-    every one of its steps. After every training stream the frozen model runs its test stream from the zero state
-    until its first error or test_units units: a pass, and the model stops. A model also stops after the test of
+    every one of its steps. Then the frozen model runs its test stream from the zero state until its first error or
+    test_units units: a pass, and the model stops. Under the paper's protocol (PROTOCOLS) the test runs only after a
+    training success, under "every-stream" after every training stream. Every stream records its largest |pred - y|
+    (err_max; last_max: of the stream that ended last), so a pass knows its margin to tol. A model also stops after the test of
     its max_streams-th training stream, after the test of the stream its max_steps-th training step cut short, or
     when its weights turn non-finite (diverged). A frozen model's gradient is computed and multiplied by 0: a test
     whose state overflows leaves non-finite momentum, and the model diverges at its next training step."""
@@ -1138,6 +1147,7 @@ class Online:
         a["Sens"] = np.zeros((3, H, n_s, M), dtype)
         a["train"] = np.ones(M, bool)
         a["final"] = np.zeros(M, bool)
+        a["err_max"], a["last_max"] = np.zeros(M, dtype), np.zeros(M, dtype)
         for k in ("pos", "trpos", "units", "slen", "streams", "steps", "cur_max", "cur_run", "cur_sum"):
             a[k] = np.zeros(M, np.int64)
         a["ft_streams"], a["ft_steps"], a["next_stop"] = (np.full(M, v, np.int64) for v in (-1, -1, 1))
@@ -1233,6 +1243,8 @@ class Online:
         w["mode_train"] = np.stack([np.full(M, TRAIN_UNITS, dt), -lr, np.array([s.momentum for s in sp], dt)])
         w["mode_test"] = np.stack([np.array([s.test_units for s in sp], dt), -lr * 0.0, np.ones(M, dt)])
         w["nmsd"] = np.array([s.nmsd for s in sp], bool)
+        w["paper"] = np.array([s.protocol == "paper" for s in sp], bool)
+        w["any_paper"] = bool(w["paper"].any())
         w["sig_m"] = np.array([s.net.out == "sigmoid" for s in sp], bool)
         w["no_f"] = np.array([not s.net.forget for s in sp], bool)
         w["lin_m"], w["any_sig"], w["any_no_f"] = ~w["sig_m"], bool(w["sig_m"].any()), bool(w["no_f"].any())
@@ -1246,7 +1258,7 @@ class Online:
         w["trf"] = a["trpos"] * M + w["base"]
         w["test_f"] = self.test_off * M + w["base"]
         w["refill_f"] = self.refill_at * M + w["base"]
-        for name in ("ok", "endb", "done_u", "ends", "tr_end", "te_end", "tmpb", "out_b"):
+        for name in ("ok", "endb", "done_u", "ends", "tr_end", "te_end", "tmpb", "out_b", "untested"):
             w[name] = np.zeros(M, bool)
         w["ival"] = np.zeros(M, np.int64)
         self.w = w
@@ -1287,8 +1299,9 @@ class Online:
         need, lr_eff, mom_eff = mode                 # each model's, as it trains or is tested
         nmsd_m, any_nmsd, any_delays, any_input = w["nmsd"], w["any_nmsd"], w["any_delays"], w["any_input"]
         fidx, trf, test_f, refill_f = w["fidx"], w["trf"], w["test_f"], w["refill_f"]
-        ok, endb, done_u, ends, tr_end, te_end, tmpb, out_b, ival = (
-            w[k] for k in ("ok", "endb", "done_u", "ends", "tr_end", "te_end", "tmpb", "out_b", "ival"))
+        ok, endb, done_u, ends, tr_end, te_end, tmpb, out_b, ival, untested = (
+            w[k] for k in ("ok", "endb", "done_u", "ends", "tr_end", "te_end", "tmpb", "out_b", "ival", "untested"))
+        paper, any_paper, err_max, last_max = w["paper"], w["any_paper"], a["err_max"], a["last_max"]
         train, units, slen, left = a["train"], a["units"], a["slen"], a["left"]
         streams, steps, next_stop = a["streams"], a["steps"], a["next_stop"]
         cur_max, cur_run, cur_sum = a["cur_max"], a["cur_run"], a["cur_sum"]
@@ -1346,6 +1359,7 @@ class Online:
             sub(pred, y, err)
             absolute(err, dl)
             less(dl, tol, ok)                        # NaN is not ok
+            maximum(err_max, dl, out=err_max)        # the stream's largest |pred - y| (NaN stays)
             # the truncated gradient
             if any_sig:
                 sub(one_, pred, dl)
@@ -1413,6 +1427,11 @@ class Online:
             # streams that ended: a training stream's test starts; after a failed test, a new training stream
             l_and(ends, train, tr_end)
             l_xor(ends, tr_end, te_end)
+            if any_paper:                            # the paper's protocol: no test after a stream without a
+                l_not(done_u, untested)              # training success; it ends as a failed test would
+                l_and(untested, tr_end, untested)
+                l_and(untested, paper, untested)
+                l_or(te_end, untested, te_end)
             add(streams, tr_end, streams)
             ge(streams, next_stop, tmpb)
             l_and(tmpb, ends, tmpb)
@@ -1436,6 +1455,8 @@ class Online:
                     for m in np.flatnonzero(tmpb):
                         self._refill(m)
             l_xor(train, ends, train)
+            if any_paper:
+                l_or(train, untested, train)
             copyto(fidx, test_f, where=tr_end)
             copyto(fidx, trf, where=te_end)
             l_not(ends, tmpb)
@@ -1443,6 +1464,8 @@ class Online:
             mul(slen, tmpb, slen)
             mul(hs, tmpb, hs)                        # the zero state
             mul(Sens, tmpb, Sens)
+            copyto(last_max, err_max, where=ends)
+            copyto(err_max, 0.0, where=ends)
             copyto(mode, mode_test)
             copyto(mode, mode_train, where=train)
             if self.looked:
@@ -1498,7 +1521,10 @@ class Online:
         nb = sum(c > 0 for c in count)
         first = lambda s, t: None if s < 0 else {"streams": int(s), "steps": int(t)}
         steps = int(a["steps"][m])
-        return {"key": sp.key, "seed": sp.seed, "outcome": outcome, "streams": n, "steps": steps,
+        worst = float(a["last_max"][m]) if outcome == "passed" else None   # the pass's largest |error|
+        return {"key": sp.key, "seed": sp.seed, "outcome": outcome, "protocol": sp.protocol, "streams": n,
+                "steps": steps, "test_max_error": worst, "margin": None if worst is None else sp.tol - worst,
+                "strict_pass": None if worst is None else worst < STRICT_TOL,
                 "test_steps": self.t - steps - (int(a["slen"][m]) if a["train"][m] else 0),
                 "first_train_success": first(a["ft_streams"][m], a["ft_steps"][m]),
                 "first_pass": {"streams": n, "steps": steps} if outcome == "passed" else None, "codes": self.codes,
@@ -1763,10 +1789,24 @@ def grid_job(cfg, seeds, online=None):
     return out
 
 
+def second_test(params, cfg):
+    """A passed MSD-stream model (task delays) on a second held-out stream of test_units intervals, drawn from test
+    seed test_seed + 1 (one stream of random intervals can pass a network another fails): the units it ran
+    error-free and its largest |pred - y| up to its first error (or over the whole stream)."""
+    s = stream_test(replace(cfg, test_seed=cfg.test_seed + 1), cfg.test_units)
+    err = np.abs(free_run(params, net_of(cfg), s.x) - s.y[:, 0])
+    wrong = np.flatnonzero(~(err < TASKS[cfg.task].tol))        # NaN is wrong
+    last = int(wrong[0]) if wrong.size else len(err) - 1         # the test's last step
+    units = int(s.ends[:last, 0].sum()) if wrong.size else int(s.ends[:, 0].sum())
+    return {"test_seed": cfg.test_seed + 1, "run_units": units, "max_error": float(np.max(err[:last + 1])),
+            "passed": units >= cfg.test_units}
+
+
 def online_job(cfgs, seeds, ckpt=None, log=None, every=None, other_code=False):
     """grid_job() of an online job: train_online(), then each model's final weights re-scored as train_many()
-    scores its models (evaluate() on the test stream, PFG's long run included); the learner's record is
-    run["online"] (train_online()'s result without the weights)."""
+    scores its models (evaluate() on the test stream, PFG's long run included), and a passed MSD-stream model
+    on a second test stream (second_test()); the learner's record is run["online"] (train_online()'s result
+    without the weights)."""
     results, elapsed = train_online(list(zip(cfgs, seeds)), log, ckpt, every, other_code=other_code)
     out = []
     for cfg, seed, r in zip(cfgs, seeds, results):
@@ -1775,10 +1815,12 @@ def online_job(cfgs, seeds, ckpt=None, log=None, every=None, other_code=False):
                                     f"({r['steps']} steps)", CODE))
             continue
         final = evaluate(r["params"], test_set(cfg, TASKS[cfg.task].long * cfg.test_units), net_of(cfg), cfg)
+        online = {k: v for k, v in r.items() if k not in ("key", "seed", "params")}
+        if cfg.task == "delays" and r["outcome"] == "passed":
+            online["second_test"] = second_test(r["params"], cfg)
         run = {"seed": seed, "variant": cell_name(cfg.peep, cfg.forget), "task": cfg.task, "final": final,
                "best": {"iter": None, **final}, "seen": r["streams"], "steps": r["steps"],
-               "wall_time": elapsed / len(seeds), "models_per_process": len(seeds),
-               "online": {k: v for k, v in r.items() if k not in ("key", "seed", "params")}, "history": []}
+               "wall_time": elapsed / len(seeds), "models_per_process": len(seeds), "online": online, "history": []}
         out.append(("done", run, r["params"], r["params"], CODE))
     return out
 
@@ -2557,7 +2599,10 @@ def mcnemar_exact(b, c):
 
 
 def setting_of(config):
-    """The task setting and network of a run's config, without the cell: what a report groups by."""
+    """The task setting and network of a run's config, without the cell: what a report groups by. An online
+    run's config from before protocols existed ran every-stream."""
+    if config.get("learner") == "rtrl" and "protocol" not in config:
+        config = {**config, "protocol": "every-stream"}
     names = {f.name for f in fields(Config)}
     c = {k: v for k, v in config.items() if k in names and k not in ("peep", "forget", "forget_bias")}
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names})
@@ -2765,7 +2810,7 @@ def recipe_parser(description, msd_only=False):
     d = lambda task, k: TASKS[task].defaults[k]
     if msd_only:
         ap.set_defaults(task=None, F=None, I=None, wave=None, window=None, learner=None, momentum=None,
-                        max_streams=None, max_steps=None, test_units=None)
+                        max_streams=None, max_steps=None, protocol=None, test_units=None)
     task = ap.add_argument_group("task: the MSD variant" if msd_only else
                                  "task (defaults: the task's, TASKS in the module)")
     if not msd_only:
@@ -2825,6 +2870,9 @@ def online_flags(ap):
                     "gts 0.999; pfg 0.99); its --lr defaults to 1e-5")
     on.add_argument("--max-streams", type=positive_int, help="rtrl: training streams per model (10^7)")
     on.add_argument("--max-steps", type=positive_int, help="rtrl: training time steps per model (10^8)")
+    on.add_argument("--protocol", choices=tuple(PROTOCOLS), help="rtrl: paper (default): the frozen test runs "
+                    "only after a training stream ran 100 units error-free, and a pass needs both; every-stream: "
+                    "a test after every training stream, any passes")
 
 
 def build_parser():

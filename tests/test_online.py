@@ -64,7 +64,7 @@ def test_without_recurrent_weights_and_peepholes_the_cuts_are_void(net):
 
 
 def gts_spec(params=None, seed=0, **kw):
-    cfg = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl")
+    cfg = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", protocol="every-stream")
     sp = tcs.spec_of(cfg, seed)
     return cfg, dataclasses.replace(sp, params=params if params is not None else sp.params, **kw)
 
@@ -97,7 +97,7 @@ def test_the_update_is_momentum_sgd_at_every_step():
 def test_a_hand_set_solution_passes_its_first_test_and_stops():
     cfg, p = hand_set_gts()
     _, sp = gts_spec(p)
-    (r,), _ = tcs.train_online([(tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl"), 0)],
+    (r,), _ = tcs.train_online([(tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", protocol="every-stream"), 0)],
                                specs=[sp])
     assert r["outcome"] == "passed" and r["streams"] == 1 and r["steps"] == tcs.TRAIN_UNITS * cfg.F
     assert r["first_train_success"] == r["first_pass"] == {"streams": 1, "steps": 1000}
@@ -108,7 +108,7 @@ def test_a_stream_ends_at_its_first_error_and_the_next_starts_at_the_next_interv
     """A frozen network that always outputs 0 on the MSD stream errs at every interval with I = 1: each training
     stream runs from the start of an interval to the first such spike, and the next one starts right after it;
     each test ends at the test stream's first I = 1."""
-    cfg = tcs.Config(task="delays", arch="paper", init="paper", learner="rtrl", max_streams=40)
+    cfg = tcs.Config(task="delays", arch="paper", init="paper", learner="rtrl", protocol="every-stream", max_streams=40)
     sp = tcs.spec_of(cfg, 3)
     p = {k: np.zeros_like(v) for k, v in sp.params.items()}
     p["by"][:] = -20.0
@@ -146,13 +146,13 @@ def test_a_models_bits_do_not_depend_on_its_companions():
     """Models of the four cells, of different tasks and output units (PFG and the MSD stream with I in {0,1,2}:
     linear; GTS: sigmoid) share a loop; one passes early (a criterion that anything meets), one diverges (a huge
     learning rate); every model's record and weights are the same alone and in batches of 3 and 11."""
-    pfg = tcs.Config(task="pfg", arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
-    msd = tcs.Config(task="delays", I=(0, 1, 2), arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
+    pfg = tcs.Config(task="pfg", arch="paper", init="paper", learner="rtrl", protocol="every-stream", max_steps=3000, lr=0.01)
+    msd = tcs.Config(task="delays", I=(0, 1, 2), arch="paper", init="paper", learner="rtrl", protocol="every-stream", max_steps=3000, lr=0.01)
     specs = [dataclasses.replace(tcs.spec_of(pfg, s), key=f"pfg{s}") for s in range(4)]
     specs += [dataclasses.replace(tcs.spec_of(msd, s), key=f"msd{s}") for s in range(2)]
     specs.append(dataclasses.replace(tcs.spec_of(pfg, 9), key="passes", tol=10.0, test_units=1))
     specs.append(dataclasses.replace(tcs.spec_of(pfg, 8), key="diverges", lr=100.0))
-    gts = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
+    gts = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", protocol="every-stream", max_steps=3000, lr=0.01)
     specs.append(dataclasses.replace(tcs.spec_of(gts, 1), key="gts1"))
     for key, peep, forget in (("vanilla", False, True), ("lstm1997", False, False), ("peephole-nf", True, False)):
         cfg = dataclasses.replace(pfg if forget else gts, peep=peep, forget=forget, forget_bias=None if not forget
@@ -172,8 +172,8 @@ def test_a_models_bits_do_not_depend_on_its_companions():
 def test_a_checkpoint_resumes_to_the_same_bits(tmp_path):
     """Saved mid-run and restored (the delays tapes redrawn from their generators), a job ends as the job run
     straight through."""
-    cfg = tcs.Config(task="delays", arch="paper", init="paper", learner="rtrl", max_steps=20000, lr=0.01)
-    jobs = [(cfg, s) for s in range(3)] + [(tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl",
+    cfg = tcs.Config(task="delays", arch="paper", init="paper", learner="rtrl", protocol="every-stream", max_steps=20000, lr=0.01)
+    jobs = [(cfg, s) for s in range(3)] + [(tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", protocol="every-stream",
                                                        max_steps=20000, lr=0.01), 5)]
     straight, _ = tcs.train_online(jobs)
     specs = [tcs.spec_of(c, s) for c, s in jobs]
@@ -277,10 +277,10 @@ def test_bad_online_input_is_one_line_and_writes_nothing(tmp_path, args, msg):
 
 def test_the_paper_recipe_is_the_default():
     for task, mom in (("delays", 0.9999), ("gts", 0.999), ("pfg", 0.99)):
-        cfg = tcs.Config(task=task, arch="paper", init="paper", learner="rtrl")
+        cfg = tcs.Config(task=task, arch="paper", init="paper", learner="rtrl", protocol="every-stream")
         assert (cfg.lr, cfg.momentum, cfg.max_streams, cfg.max_steps) == (1e-5, mom, 10 ** 7, 10 ** 8)
         assert cfg.iters is None and cfg.clip is None
-    assert tcs.Config(task="delays", learner="rtrl", window=(1, 1)).momentum == 0.99
+    assert tcs.Config(task="delays", learner="rtrl", protocol="every-stream", window=(1, 1)).momentum == 0.99
     bptt = tcs.Config(task="gts")
     assert "learner" not in tcs.config_dict(bptt) and tcs.job_key(bptt, 0).count("momentum") == 0
 
@@ -288,7 +288,7 @@ def test_the_paper_recipe_is_the_default():
 def test_the_seeds_architecture_and_more_cells_learn_online_too():
     """The seed's architecture (tanh cell input and output, H = 3, a linear output unit) through the same loop:
     a model alone and beside another gives the same bits, and its weights move."""
-    cfgs = [tcs.Config(task=t, learner="rtrl", hidden=3, max_steps=2000, lr=0.01) for t in ("gts", "pfg")]
+    cfgs = [tcs.Config(task=t, learner="rtrl", protocol="every-stream", hidden=3, max_steps=2000, lr=0.01) for t in ("gts", "pfg")]
     alone = tcs.train_online([(cfgs[0], 0)])[0][0]
     pair = tcs.train_online([(cfgs[1], 1), (cfgs[0], 0)])[0][1]
     same(alone, pair)
@@ -331,3 +331,57 @@ def test_the_online_curves_figure_shows_each_cells_longest_run(tmp_path, straigh
     r = subprocess.run([sys.executable, os.path.join(ROOT, "visualize_timing_counting_spikes.py"), "--online-curves",
                         str(tmp_path / "none.jsonl")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "no such journal" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_papers_protocol_tests_only_after_a_training_success_and_records_the_margin():
+    """A hand-set GTS solution passes after its first training success under both protocols; the pass records
+    the largest |error| of its 1000-spike test (the free run's, computed apart), its margin to 0.49 and whether it
+    holds at the stricter 0.15."""
+    cfg, p = hand_set_gts()
+    for protocol in ("paper", "every-stream"):
+        c = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", protocol=protocol)
+        sp = dataclasses.replace(tcs.spec_of(c, 0), params=p, lr=0.0)
+        (r,), _ = tcs.train_online([(c, 0)], specs=[sp])
+        s = tcs.stream_test(cfg, 1000)
+        worst = float(np.max(np.abs(tcs.free_run(p, tcs.net_of(cfg), s.x) - s.y[:, 0])))
+        assert r["outcome"] == "passed" and r["protocol"] == protocol and r["streams"] == 1
+        assert r["test_max_error"] == pytest.approx(worst, abs=1e-12) and 0 < worst < 0.49
+        assert r["margin"] == pytest.approx(0.49 - worst, abs=1e-12)
+        assert r["strict_pass"] == (worst < tcs.STRICT_TOL)
+
+
+def test_under_the_papers_protocol_a_stream_without_a_training_success_is_not_tested():
+    """The always-0 network of the MSD stream never has a training success: under the paper's protocol it runs
+    the same 40 training streams as under every-stream, and no test step."""
+    runs = {}
+    for protocol in ("paper", "every-stream"):
+        cfg = tcs.Config(task="delays", arch="paper", init="paper", learner="rtrl", protocol=protocol, max_streams=40)
+        sp = tcs.spec_of(cfg, 3)
+        p = {k: np.zeros_like(v) for k, v in sp.params.items()}
+        p["by"][:] = -20.0
+        (runs[protocol],), _ = tcs.train_online([(cfg, 3)], specs=[dataclasses.replace(sp, params=p, lr=0.0)])
+    paper, every = runs["paper"], runs["every-stream"]
+    assert paper["outcome"] == every["outcome"] == "budget" and paper["streams"] == every["streams"] == 40
+    assert paper["steps"] == every["steps"] and paper["test_steps"] == 0 < every["test_steps"]
+    assert paper["test_max_error"] is None and paper["first_pass"] is None
+
+
+def test_a_test_never_moves_the_weights_so_both_protocols_train_alike():
+    """Until a model passes, the two protocols differ only in which frozen tests run: the same training streams,
+    the same weights to the last bit (models of three tasks and two cells, in one loop with their companions)."""
+    specs = []
+    for task in ("gts", "pfg", "delays"):
+        for peep in (True, False):
+            for protocol in ("paper", "every-stream"):
+                cfg = tcs.Config(task=task, arch="paper", init="paper", learner="rtrl", protocol=protocol,
+                                 peep=peep, max_steps=4000, lr=0.01)
+                specs.append(dataclasses.replace(tcs.spec_of(cfg, 1), key=f"{task}{peep}{protocol}"))
+    rs = batch_results(specs, cfg)
+    for task in ("gts", "pfg", "delays"):
+        for peep in (True, False):
+            a, b = rs[f"{task}{peep}paper"], rs[f"{task}{peep}every-stream"]
+            assert a["outcome"] == b["outcome"] == "budget"
+            assert (a["streams"], a["steps"], a["curve"]) == (b["streams"], b["steps"], b["curve"])
+            for k in a["params"]:
+                assert a["params"][k].tobytes() == b["params"][k].tobytes(), (task, peep, k)
+            assert a["test_steps"] < b["test_steps"]
