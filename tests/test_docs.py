@@ -69,3 +69,36 @@ def test_the_readme_answer_is_the_claims_result():
         claims = json.load(fh)["claims"]
     with open(os.path.join(ROOT, "README.md")) as fh:
         assert viz.verdict_markdown(claims) in fh.read()
+
+
+SOURCES = PAGES + sorted(glob.glob(os.path.join(ROOT, "*.py")) + glob.glob(os.path.join(ROOT, "bench", "*.py")))
+UP = re.compile(r"(?:\.\./)+[\w.\-/]*")
+ABSOLUTE = re.compile(r"(?<![\w.:/])/(?:work|home|root|opt|mnt|srv|Users)/[\w.\-/]*")
+
+
+def outside(path, root=ROOT):
+    """Paths in a file that point outside the repository: ../ paths that, from the file's folder, leave the
+    repository or name nothing in it, and absolute paths into a machine's folders."""
+    with open(path) as fh:
+        text = fh.read()
+    here, bad = os.path.dirname(path), []
+    for m in UP.finditer(text):
+        full = os.path.normpath(os.path.join(here, m.group(0).rstrip(".")))
+        if not full.startswith(root + os.sep) or not os.path.exists(full):
+            bad.append(m.group(0))
+    return bad + ABSOLUTE.findall(text)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: os.path.relpath(p, ROOT))
+def test_nothing_points_outside_the_repository(source):
+    assert not outside(source), outside(source)
+
+
+def test_the_outside_check_catches_a_path_out(tmp_path):
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    (root / "viz").mkdir()
+    (root / "viz" / "a.png").write_bytes(b"")
+    page = root / "docs" / "p.md"
+    page.write_text("[fig](../viz/a.png) see `../shared/notes.md`, ../../elsewhere.md and /work/shared/data.json\n")
+    assert outside(str(page), str(root)) == ["../shared/notes.md", "../../elsewhere.md", "/work/shared/data.json"]
