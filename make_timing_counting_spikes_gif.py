@@ -7,6 +7,7 @@ one frame per snapshot: a fixed held-out sequence (input, target, prediction) ab
 so far. Axes stay fixed across frames.
 """
 import io
+import os
 import sys
 
 import matplotlib
@@ -92,15 +93,28 @@ def write_gif(path, frames, fps):
     tcs.write_atomic(path, lambda fh: fh.write(buf.getvalue()))
 
 
+def gif_path_problem(path):
+    """Why --out cannot take the GIF (one line), or None: it must be a .gif, and a file already there a GIF."""
+    if not path.lower().endswith(".gif"):
+        return f"--out {path}: the GIF goes to a .gif file"
+    if os.path.isdir(path):
+        return f"--out {path} is a folder: name a .gif file"
+    if os.path.exists(path):
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GIF8":
+                return f"--out {path} exists and is not a GIF: it is left alone"
+    return None
+
+
 def main(argv=None):
     ap = tcs.recipe_parser(__doc__, msd_only=True)
-    ap.add_argument("--seed", type=int, default=4, help="the model's seed (default 4)")
+    ap.add_argument("--seed", type=tcs.seed_int, default=4, help="the model's seed (default 4)")
     ap.add_argument("--snapshot-every", type=tcs.positive_int, default=200, help="iterations between frames")
     ap.add_argument("--fps", type=tcs.finite_float, default=5.0, help="frames per second")
     ap.add_argument("--out", default="timing_counting_spikes.gif", help="(default timing_counting_spikes.gif)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     a = ap.parse_args(argv)
-    problem = tcs.check_recipe(a)
+    problem = tcs.check_recipe(a) or gif_path_problem(a.out)
     cfg = None if problem else tcs.config_from_args(a, True)
     if not problem and a.snapshot_every % cfg.eval_every:
         problem = f"--snapshot-every ({a.snapshot_every}) must be a multiple of --eval-every ({cfg.eval_every})"

@@ -2435,18 +2435,18 @@ def read_results(path):
             with open(path) as fh:
                 res = json.load(fh)
     except FileNotFoundError:
-        raise BadSweep(f"--report {path}: no such file") from None
+        raise BadSweep(f"{path}: no such file") from None
     except BadGrid as e:
-        raise BadSweep(f"--report {e}") from None
+        raise BadSweep(str(e)) from None
     except (OSError, ValueError) as e:
-        raise BadSweep(f"--report {path}: not JSON ({type(e).__name__})") from None
+        raise BadSweep(f"{path}: not JSON ({type(e).__name__})") from None
     except (KeyError, TypeError) as e:
-        raise BadSweep(f"--report {path}: a journal record lacks a field ({type(e).__name__})") from None
+        raise BadSweep(f"{path}: a journal record lacks a field ({type(e).__name__})") from None
     runs = res.get("runs") if isinstance(res, dict) else None
     if isinstance(res, dict) and "settings" in res and "cells" in res:
-        raise BadSweep(f"--report {path}: a grid file, not results (report its journal, the --out of --grid)")
+        raise BadSweep(f"{path}: a grid file, not results (report its journal, the --out of --grid)")
     if not isinstance(runs, list) or not runs:
-        raise BadSweep(f"--report {path}: no 'runs' list")
+        raise BadSweep(f"{path}: no 'runs' list")
     return res
 
 
@@ -2468,7 +2468,7 @@ def in_flight(journal):
                 meta, steps, slen = json.loads(str(z["meta"])), z["steps"], z["slen"] * z["train"]
                 longest = int(max(z["curve_max"].max(initial=0), z["cur_max"].max(initial=0)))
         except Exception as e:
-            raise BadSweep(f"--report {os.path.join(d, name)}: not a checkpoint ({type(e).__name__})") from None
+            raise BadSweep(f"{os.path.join(d, name)}: not a checkpoint ({type(e).__name__})") from None
         done = list(meta["done"].values())
         outcome = lambda o: sum(r["outcome"] == o for r in done)
         far = int((steps + slen).max(initial=0))
@@ -2497,13 +2497,13 @@ def load_sweep(path):
         except (KeyError, TypeError):
             ok = False
         if not ok:
-            raise BadSweep(f"--report {path}: run {k} lacks a seed, a variant or finite final metrics")
+            raise BadSweep(f"{path}: run {k} lacks a seed, a variant or finite final metrics")
         if variant in pairs.setdefault(seed, {}):
-            raise BadSweep(f"--report {path}: seed {seed} {variant} appears twice")
+            raise BadSweep(f"{path}: seed {seed} {variant} appears twice")
         pairs[seed][variant] = r
     unpaired = [s for s, p in pairs.items() if len(p) != 2]
     if unpaired:
-        raise BadSweep(f"--report {path}: seeds without both variants: {', '.join(map(str, sorted(unpaired)))}")
+        raise BadSweep(f"{path}: seeds without both variants: {', '.join(map(str, sorted(unpaired)))}")
     return dict(sorted(pairs.items())), sweep.get("config", {})
 
 
@@ -2621,7 +2621,7 @@ def entries_of(res, path):
         except (KeyError, TypeError):
             ok = False
         if not ok:
-            raise BadSweep(f"--report {path}: run {k} lacks a seed, a cell, or final and best metrics")
+            raise BadSweep(f"{path}: run {k} lacks a seed, a cell, or final and best metrics")
         if "config" in r:
             out.append((r["config"], r))
         else:
@@ -2762,6 +2762,27 @@ def positive_int(s):
     return v
 
 
+def seed_int(s):
+    """A random seed: an integer >= 0 (NumPy's generators take no negative seed)."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {s!r}")
+    return v
+
+
+def bounded_int(top):
+    """positive_int() up to top: counts the learner keeps in 64-bit integers or allocates a stream for."""
+    def parse(s):
+        v = positive_int(s)
+        if v > top:
+            raise argparse.ArgumentTypeError(f"expected at most {top:.0e}, got {s!r}")
+        return v
+    return parse
+
+
 def finite_float(s):
     try:
         v = float(s)
@@ -2854,8 +2875,9 @@ def recipe_parser(description, msd_only=False):
     ev = ap.add_argument_group("evaluation")
     ev.add_argument("--n-test", type=positive_int, help=f"msd: held-out sequences ({d('msd', 'n_test')})")
     if not msd_only:
-        ev.add_argument("--test-units", type=positive_int, help="streams: units in the free-run test (1000)")
-    ev.add_argument("--test-seed", type=int, help=f"({d('msd', 'test_seed')})")
+        ev.add_argument("--test-units", type=bounded_int(10 ** 6), help="streams: units in the free-run test (1000; "
+                        "at most 10^6)")
+    ev.add_argument("--test-seed", type=seed_int, help=f"({d('msd', 'test_seed')})")
     ev.add_argument("--eval-every", type=positive_int, help=f"({d('msd', 'eval_every')}; --arch paper "
                     f"{ONE_CELL['eval_every']})")
     return ap
@@ -2868,8 +2890,8 @@ def online_flags(ap):
                     "online truncated-gradient learning with momentum, streams that end at the first error")
     on.add_argument("--momentum", type=finite_float, help="rtrl: momentum (delays 0.9999, with --window 1 0.99; "
                     "gts 0.999; pfg 0.99); its --lr defaults to 1e-5")
-    on.add_argument("--max-streams", type=positive_int, help="rtrl: training streams per model (10^7)")
-    on.add_argument("--max-steps", type=positive_int, help="rtrl: training time steps per model (10^8)")
+    on.add_argument("--max-streams", type=bounded_int(10 ** 15), help="rtrl: training streams per model (10^7)")
+    on.add_argument("--max-steps", type=bounded_int(10 ** 15), help="rtrl: training time steps per model (10^8)")
     on.add_argument("--protocol", choices=tuple(PROTOCOLS), help="rtrl: paper (default): the frozen test runs "
                     "only after a training stream ran 100 units error-free, and a pass needs both; every-stream: "
                     "a test after every training stream, any passes")
@@ -2884,7 +2906,7 @@ def build_parser():
     v.add_argument("--cells", help=f"a comma list of cells, paired per seed: {', '.join(CELLS)}")
     seeds = ap.add_argument_group("seeds")
     s = seeds.add_mutually_exclusive_group()
-    s.add_argument("--seed", type=int, default=4, help="one model's seed (default 4)")
+    s.add_argument("--seed", type=seed_int, default=4, help="one model's seed (default 4)")
     s.add_argument("--seeds", help="many seeds: 0-6, 0,3,5 or 2-4,9")
     seeds.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes for many models")
     grid = ap.add_argument_group("grids")
@@ -3067,6 +3089,8 @@ def main(argv=None):
         problem = problem or str(e)
     if problem:
         ap.error(problem)
+    if a.scheduler is not None and not a.scheduler.strip():
+        ap.error("--scheduler needs an address, such as tcp://HOST:8786")
     if a.scheduler:
         try:
             import dask.distributed
@@ -3109,7 +3133,7 @@ def main(argv=None):
                         print(f"{f}: {len(res['runs'])} of {res['n_jobs']} runs done\n")
                 print(grid_report([e for f, res in files for e in entries_of(res, f)]))
         except BadSweep as e:
-            ap.error(str(e))
+            ap.error(f"--report {e}")
         return 0
 
     if a.eval_only:

@@ -1364,7 +1364,7 @@ def grid_speed(journals, outdir, bench):
 
 def main(argv=None):
     ap = tcs.recipe_parser(__doc__, msd_only=True)
-    ap.add_argument("--seed", type=int, default=4, help="seed of the models trained here (default 4)")
+    ap.add_argument("--seed", type=tcs.seed_int, default=4, help="seed of the models trained here (default 4)")
     ap.add_argument("--peep-model", help="a peephole model saved by timing_counting_spikes.py --save-model")
     ap.add_argument("--vanilla-model", help="the vanilla model of the same recipe")
     ap.add_argument("--outdir", default="viz")
@@ -1391,6 +1391,19 @@ def main(argv=None):
     ap.add_argument("--bench", default=os.path.join(ROOT, "results", "bench_online.json"), help="with --grid-speed: "
                     "the benchmark to compare with (default: results/bench_online.json of this repository)")
     a = ap.parse_args(argv)
+    for option, mode in (("sweep", "failing"), ("bench", "grid_speed"), ("claims_out", "claims"),
+                         ("timers_out", "questions")):      # an option of a mode, given without it, is a mistake
+        if getattr(a, option) != ap.get_default(option) and not getattr(a, mode):
+            flag = lambda dest: "--" + dest.replace("_", "-")
+            ap.error(f"{flag(option)} goes with {flag(mode)}")
+    there = os.path.abspath(a.outdir)                  # the folder, or the nearest one that exists above it
+    while not os.path.exists(there):
+        there = os.path.dirname(there)
+    if not os.path.isdir(there):
+        ap.error(f"--outdir {a.outdir}: {there} is a file, not a folder")
+    if not os.access(there, os.W_OK):
+        ap.error(f"--outdir {a.outdir}: cannot write in {there}")
+
     def from_journals(flag, journals, make):
         """make(), after checking the journals exist; a missing one or a BadGrid is one line and exit 2."""
         missing = [p for p in journals if not os.path.exists(p)]
@@ -1426,10 +1439,15 @@ def main(argv=None):
     if a.tscale and not a.questions:
         ap.error("--tscale goes with --questions")
     if a.failing:
+        for flag, path in (("--sweep", a.sweep), ("--failing", a.failing)):
+            try:
+                tcs.read_results(path)
+            except tcs.BadSweep as e:
+                ap.error(f"{flag} {e}")
         try:
             table, facts = failing_table(a.sweep, a.failing)
         except tcs.BadSweep as e:
-            ap.error(str(e))
+            ap.error(f"--failing {e}")
         print(table)
         add_facts(a.outdir, failing_seeds=facts)
         return 0

@@ -18,6 +18,10 @@ from test_train import SMALL_FLAGS, cli
     ["--peep", "--no-peep"], ["--seed", "1", "--seeds", "0-2"], ["--dtype", "float16"],
     ["--eval-only"], ["--load-model", "/nonexistent/m.npz", "--eval-only"],
     ["--seeds", "0-1", "--save-model", "m.npz"], ["--bogus-flag"],
+    ["--seed", "-1"], ["--test-seed", "-1"], ["--scheduler", ""], ["--scheduler", "  "],
+    ["--task", "gts", "--learner", "rtrl", "--max-steps", str(2 ** 63)],
+    ["--task", "gts", "--learner", "rtrl", "--max-streams", str(10 ** 16)],
+    ["--task", "gts", "--test-units", str(10 ** 20)],
 ])
 def test_bad_input_one_line_exit_2(args, tmp_path):
     r = cli(*args, "--iters", "1") if "--iters" not in args else cli(*args)

@@ -179,3 +179,32 @@ def test_the_failing_table_runs_outside_the_repository(tmp_path):
                        capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "twice the budget" in r.stdout and json.loads((tmp_path / "facts.json").read_text())["failing_seeds"]
+
+
+@pytest.mark.parametrize("script,args,msg", [
+    ("visualize_timing_counting_spikes.py", ["--seed", "-1"], "--seed: expected a seed"),
+    ("make_timing_counting_spikes_gif.py", ["--seed", "-1"], "--seed: expected a seed"),
+    ("visualize_timing_counting_spikes.py", ["--sweep", "results/msd_sweep.json"], "--sweep goes with --failing"),
+    ("visualize_timing_counting_spikes.py", ["--bench", "x.json"], "--bench goes with --grid-speed"),
+    ("visualize_timing_counting_spikes.py", ["--claims-out", "x.json"], "--claims-out goes with --claims"),
+    ("visualize_timing_counting_spikes.py", ["--outdir", "README.md"], "README.md is a file"),
+    ("visualize_timing_counting_spikes.py", ["--outdir", "README.md/viz"], "README.md is a file"),
+    ("visualize_timing_counting_spikes.py", ["--failing", "README.md"], "--failing README.md: not JSON"),
+    ("make_timing_counting_spikes_gif.py", ["--out", "README.md"], "the GIF goes to a .gif file"),
+])
+def test_the_figure_scripts_refuse_bad_input_in_one_line(script, args, msg):
+    before = {p: os.path.getmtime(os.path.join(ROOT, p)) for p in ("README.md", "viz")}
+    r = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert before == {p: os.path.getmtime(os.path.join(ROOT, p)) for p in before}
+
+
+def test_the_gif_never_overwrites_a_file_that_is_not_a_gif(tmp_path):
+    import make_timing_counting_spikes_gif as gif
+    notes = tmp_path / "notes.gif"
+    notes.write_text("my notes")
+    assert "is not a GIF" in gif.gif_path_problem(str(notes))
+    real = tmp_path / "real.gif"
+    real.write_bytes(b"GIF89a...")
+    assert gif.gif_path_problem(str(real)) is None and gif.gif_path_problem(str(tmp_path)).endswith("a .gif file")
