@@ -1836,8 +1836,8 @@ def on_stop_signal(signum, frame):
 
 
 def _worker_init():
-    """Pool workers leave Ctrl-C to the main process, and die with it even when it is SIGKILLed (Linux); an online
-    job checkpoints first."""
+    """Workers leave Ctrl-C to the main process, and die with it even when it is SIGKILLed (Linux); an online job
+    checkpoints first."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: STOP.append(signum) if RUNNING else os._exit(128 + signum))
     IN_WORKER.append(True)
@@ -1861,12 +1861,81 @@ def _call(batch):
         raise
 
 
+def _worker(conn):
+    """A worker process: batches from its own pipe until None, each answered on it with ("done", _call()'s
+    result) or ("error", the exception). Its own pipe, not a queue shared with the other workers: no lock that a
+    stopping pool could leave held (multiprocessing.Pool's terminate() could, and a finished grid then hung)."""
+    _worker_init()
+    while True:
+        try:
+            batch = conn.recv()
+        except EOFError:                                # the main process is gone
+            return
+        if batch is None:
+            return
+        try:
+            answer = ("done", _call(batch))
+        except Exception as e:
+            answer = ("error", e)
+        try:
+            conn.send(answer)
+        except Exception as e:                          # an exception that does not pickle: its words
+            conn.send(("error", RuntimeError(f"{type(answer[1]).__name__}: {answer[1]}"[:300])))
+
+
+def _pool(batches, workers):
+    """Yield _call()'s results for batches as they finish, on `workers` spawned processes (_worker). Leaving
+    early (an exception, an interrupt, close()) sends SIGTERM to the busy workers (an online job checkpoints, then
+    exits) and waits for every worker: no orphans. A worker that dies without answering is a BadGrid."""
+    from multiprocessing.connection import wait
+    ctx, todo, idle, busy, procs = multiprocessing.get_context("spawn"), list(batches)[::-1], [], {}, {}
+    try:
+        for _ in range(workers):
+            mine, theirs = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(theirs,), daemon=True)
+            p.start()
+            theirs.close()
+            procs[mine] = p
+            idle.append(mine)
+        while todo or busy:
+            while todo and idle:
+                conn = idle.pop()
+                conn.send(todo.pop())
+                busy[conn] = True
+            ready = wait(list(busy) + [procs[c].sentinel for c in busy])
+            for conn in [c for c in busy if c in ready or procs[c].sentinel in ready]:
+                try:
+                    kind, res = conn.recv()
+                except EOFError:
+                    procs[conn].join(5)
+                    raise BadGrid(f"a worker process died (exit code {procs[conn].exitcode}) before it finished its "
+                                  "jobs: the finished runs are in the journal; run the same command with --resume") \
+                        from None
+                del busy[conn]
+                idle.append(conn)
+                if kind == "error":
+                    raise res
+                yield res
+    finally:
+        for conn, p in procs.items():
+            if conn in busy:
+                p.terminate()                           # SIGTERM: an online job checkpoints first
+            else:
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass
+        for conn, p in procs.items():
+            p.join()
+            conn.close()
+
+
 NO_WORKER_WAIT = 120.0   # seconds a grid on a dask cluster waits for a worker before it stops
 
 
 def execute(batches, workers=1, scheduler=None):
     """Yield (ks, grid_job results) for batches [(ks, cfg, seeds, online)] as they finish: in this process
-    (workers == 1), in a pool of spawned processes, or on the dask.distributed cluster at `scheduler`. Leaving early
+    (workers == 1), on spawned worker processes (_pool), or on the dask.distributed cluster at `scheduler`. Leaving early
     (an exception, an interrupt, close()) stops the pool's workers or cancels the cluster's futures: no orphans."""
     if scheduler:
         from dask.distributed import Client, as_completed as completed     # optional: imported for this flag only
@@ -1902,13 +1971,7 @@ def execute(batches, workers=1, scheduler=None):
         for batch in batches:
             yield _call(batch)
     else:
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
-        try:
-            yield from pool.imap_unordered(_call, batches)
-            pool.close()
-        finally:
-            pool.terminate()
-            pool.join()
+        yield from _pool(batches, workers)
 
 
 class BadGrid(ValueError):

@@ -80,6 +80,17 @@ def start(tmp_path, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def communicate(p, timeout):
+    """p.communicate(timeout), but a process still running at the timeout is killed (its workers die with it)
+    before the test fails: a hung grid never outlives its test."""
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise AssertionError(f"the process did not exit within {timeout} s: killed") from None
+
+
 def wait_for_runs(journal, n, timeout=120):
     t = time.time()
     while time.time() - t < timeout:
@@ -113,7 +124,7 @@ def test_killed_grid_resumes_and_leaves_no_orphans(tmp_path, sig):
     workers = children(p.pid)
     assert workers
     p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
+    _, err = communicate(p, 60)
     assert gone(workers), "worker processes outlived the grid"
     if sig == signal.SIGTERM:
         assert p.returncode == 128 + signal.SIGTERM
@@ -123,7 +134,7 @@ def test_killed_grid_resumes_and_leaves_no_orphans(tmp_path, sig):
     with open(journal, "a") as fh:                             # a run cut off mid-write
         fh.write('{"kind": "run", "key": "[{\\"T\\": 40')
     r = start(tmp_path, "--resume")
-    out, err = r.communicate(timeout=240)
+    out, err = communicate(r, 240)
     assert r.returncode == 0, err
     assert f"resuming {journal}: {len(before)} of 12 runs done; dropped a truncated last record" in out
     after = runs_of(journal)
@@ -312,7 +323,7 @@ def test_a_dask_worker_with_another_module_or_none_is_refused(tmp_path, module):
     finally:
         for p in procs[::-1]:
             p.terminate()
-            p.wait(timeout=30)
+            communicate(p, 30)
 
 
 def test_a_dask_cluster_without_workers_stops_the_grid_with_one_line(monkeypatch):
@@ -324,3 +335,16 @@ def test_a_dask_cluster_without_workers_stops_the_grid_with_one_line(monkeypatch
         with pytest.raises(tcs.BadGrid, match="no dask worker for 2 s: start workers and run the same command"):
             list(tcs.execute([([0], cfg, [0], None)], scheduler=c.scheduler_address))
         assert time.monotonic() - t0 < 30
+
+
+def test_the_worker_pool_returns_every_result_and_an_error_and_leaves_no_process():
+    """_pool(): every batch's result once (in any order), a job's exception raised in the main process, and no
+    worker left behind either way."""
+    import multiprocessing
+    cfg = tcs.Config(task="pfg", arch="paper", init="paper", iters=2, window=(3, 3))
+    batches = [([f"k{s}"], cfg, [s], None) for s in range(5)]
+    got = sorted(ks[0] for ks, _ in tcs._pool(batches, 2))
+    assert got == [f"k{s}" for s in range(5)] and not multiprocessing.active_children()
+    with pytest.raises(AttributeError):
+        list(tcs._pool(batches[:2] + [(["bad"], "not a config", [0], None)], 2))
+    assert not multiprocessing.active_children()

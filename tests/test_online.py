@@ -13,6 +13,7 @@ import pytest
 
 import timing_counting_spikes as tcs
 from test_claims import hand_set_gts
+from test_grid import communicate
 from test_train import ROOT, cli
 
 
@@ -241,7 +242,7 @@ def test_a_killed_online_grid_resumes_to_the_same_bits(tmp_path, straight_grid, 
         time.sleep(0.05)
     time.sleep(0.3)
     p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
+    _, err = communicate(p, 60)
     assert p.returncode == (128 + sig if sig == signal.SIGTERM else -sig), err
     if sig == signal.SIGTERM:
         assert "resume with the same command and --resume" in err
