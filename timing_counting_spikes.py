@@ -1557,10 +1557,11 @@ class Online:
         """Write the job's state to path (.npz, compressed, atomically): every STATE array, the generators of the
         delays streams (now and when their tape was drawn), the loop's age and the stopped models' results."""
         self._sync()
-        meta = {"codes": self.codes, "keys": [sp.key for sp in self.specs], "elapsed": self.elapsed, "t": self.t,
+        keys = [sp.key for sp in self.specs]
+        meta = {"codes": self.codes, "keys": keys, "elapsed": self.elapsed, "t": self.t,
                 "rngs": [r.bit_generator.state if r else None for r in self.rngs], "tape_states": self.tape_states,
                 "done": {k: {**r, "params": {n: v.tolist() for n, v in r["params"].items()}}
-                         for k, r in self.done.items()}}
+                         for k, r in self.done.items()}, "digest": state_digest(keys, self.a)}
         write_atomic(path, lambda fh: np.savez_compressed(fh, meta=json.dumps(meta), **{k: self.a[k] for k in STATE}))
 
     @classmethod
@@ -1568,11 +1569,7 @@ class Online:
         """The job of specs as its checkpoint at path left it; BadGrid if it cannot be read, is another job's, or
         was written by another version of the module (unless other_code: the job goes on under this one, and
         its results list both)."""
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta, arrays = json.loads(str(z["meta"])), {k: z[k] for k in STATE}
-        except Exception as e:
-            raise BadGrid(f"checkpoint {path} cannot be read ({type(e).__name__}): delete it to start over") from None
+        meta, arrays = read_checkpoint(path, H)
         by_key = {sp.key: sp for sp in specs}
         if not set(meta["keys"]) | set(meta["done"]) <= set(by_key):
             raise BadGrid(f"checkpoint {path} holds another job: delete it to start that job over")
@@ -1592,6 +1589,56 @@ class Online:
                     for k, r in meta["done"].items()}
         eng._bind()
         return eng
+
+
+def state_digest(keys, arrays):
+    """SHA-256 (16 hex digits) of a checkpoint's running models' keys, in order, and its STATE arrays: a
+    checkpoint whose contents do not match its keys (damaged, or edited) is refused."""
+    h = hashlib.sha256(json.dumps(keys).encode())
+    for k in STATE:
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+CHECKPOINT_META = {"codes", "keys", "elapsed", "t", "rngs", "tape_states", "done", "digest"}
+
+
+def read_checkpoint(path, H=None):
+    """(meta, STATE arrays) of an online job's checkpoint, checked: every field and array there, each array with
+    one column per running model and the shape of H cells (H None: whatever H its theta gives), no model both
+    running and stopped, contents that match the digest. BadGrid (one line) otherwise."""
+    def bad(why):
+        return BadGrid(f"checkpoint {path} {why}: delete it to start its jobs over")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta, arrays = json.loads(str(z["meta"])), {k: z[k] for k in z.files if k != "meta"}
+    except Exception as e:
+        raise bad(f"cannot be read ({type(e).__name__})") from None
+    if not isinstance(meta, dict) or CHECKPOINT_META - set(meta):
+        raise bad("lacks fields of a checkpoint")
+    missing = [k for k in STATE if k not in arrays]
+    if missing:
+        raise bad(f"lacks the array {missing[0]}")
+    keys, done = meta["keys"], meta["done"]
+    if not isinstance(keys, list) or not isinstance(done, dict) or len(set(keys)) != len(keys) or set(keys) & set(done):
+        raise bad("lists a model twice, or as both running and stopped")
+    P = arrays["theta"].shape[0] if arrays["theta"].ndim == 2 else -1
+    if H is None:                                    # P = 4H (2H + 2) + 2H + 1
+        H = next((h for h in range(1, 65) if sum(v for k, v in rtrl_layout(h).items() if k not in ("nH", "n_s"))
+                  == P), 0)
+    sz, M = rtrl_layout(H), len(keys)
+    want = {"theta": (P, M), "D": (P, M), "S": (sz["n_s"], M), "Sens": (3, H, sz["n_s"], M)}
+    want.update({k: (CURVE_BINS, M) for k in ("curve_max", "curve_run", "curve_sum")})
+    if not H or P != sum(v for k, v in sz.items() if k not in ("nH", "n_s")):
+        raise bad("holds weights of another network")
+    wrong = [k for k in STATE if arrays[k].shape != want.get(k, (M,))]
+    if wrong:
+        raise bad(f"has an array {wrong[0]} of shape {arrays[wrong[0]].shape}, not {want.get(wrong[0], (M,))}")
+    if meta["digest"] != state_digest(keys, arrays):
+        raise bad("does not match its digest (damaged or edited)")
+    return meta, {k: arrays[k] for k in STATE}
 
 
 def online_grads(params, net, x, y):
@@ -2093,22 +2140,56 @@ def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False
     """Online jobs [(k, cfg, seed)] of the whole grid (done ones included, so a resumed grid forms the same
     batches) grouped by architecture and H: models of different cells, tasks, recipes and output units share a
     time loop. Returns the batches [(ks, cfgs, seeds, grid_job's online options)] that hold a job not in `done`
-    (a set of k); each checkpoints to ckpt_dir/HASH.npz, HASH naming its jobs."""
+    (a set of k); each checkpoints to ckpt_dir/HASH.npz, HASH naming its jobs. A checkpoint already in ckpt_dir
+    is resumed as the batch it holds, whatever `models` is now (held_batches()); the other jobs form new ones."""
+    held = held_batches(jobs, done, ckpt_dir) if ckpt_dir else {}
+    taken = {k for ks in held.values() for k in ks}
     groups = {}
     for k, cfg, seed in jobs:
-        groups.setdefault((cfg.arch, cfg.hidden, cfg.dtype), []).append((k, cfg, seed))
-    batches = []
+        if k not in taken:
+            groups.setdefault((cfg.arch, cfg.hidden, cfg.dtype), []).append((k, cfg, seed))
+    parts = [[j for j in jobs if j[0] in ks] for ks in held.values()]
     for part in groups.values():
         size = models or ONLINE_MODELS
-        for j in range(0, len(part), size):
-            b = part[j:j + size]
-            if all(k in done for k, _, _ in b):
-                continue
-            name = hashlib.sha256("\n".join(job_key(c, s) for _, c, s in b).encode()).hexdigest()[:16]
-            batches.append(([k for k, _, _ in b], [c for _, c, _ in b], [s for _, _, s in b],
-                            {"ckpt": os.path.join(ckpt_dir, name + ".npz") if ckpt_dir else None, "every": every,
-                             "log": log, "append": append}))
+        parts += [part[j:j + size] for j in range(0, len(part), size)]
+    paths = {min(ks): path for path, ks in held.items()}
+    batches = []
+    for b in parts:
+        if all(k in done for k, _, _ in b):
+            continue
+        name = hashlib.sha256("\n".join(job_key(c, s) for _, c, s in b).encode()).hexdigest()[:16]
+        path = paths.get(min(k for k, _, _ in b)) or (os.path.join(ckpt_dir, name + ".npz") if ckpt_dir else None)
+        batches.append(([k for k, _, _ in b], [c for _, c, _ in b], [s for _, _, s in b],
+                        {"ckpt": path, "every": every, "log": log, "append": append}))
     return sorted(batches, key=lambda b: b[0][0])
+
+
+def held_batches(jobs, done, ckpt_dir):
+    """{checkpoint path: set of job indices} of the checkpoints in ckpt_dir that hold running jobs of this grid.
+    A checkpoint whose jobs are all in the journal is stale and deleted, as are temporary files a kill left; one
+    that holds a job this grid does not have, or one another checkpoint holds too, is a BadGrid."""
+    index = {job_key(c, s): k for k, c, s in jobs}
+    held, owner = {}, {}
+    for name in os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else []:
+        path = os.path.join(ckpt_dir, name)
+        if name.startswith(".tmp-"):
+            os.unlink(path)
+            continue
+        meta = read_checkpoint(path)[0]
+        keys = meta["keys"] + list(meta["done"])
+        if any(key not in index for key in keys):
+            raise BadGrid(f"checkpoint {path} holds jobs this grid does not have: use the grid it came from, or "
+                          "delete it to start its jobs over")
+        ks = {index[key] for key in keys}
+        if ks <= done:
+            os.unlink(path)
+            continue
+        for k in ks:
+            if k in owner:
+                raise BadGrid(f"checkpoints {owner[k]} and {path} hold the same job: delete one")
+            owner[k] = path
+        held[path] = ks
+    return held
 
 
 # Models trained through one time loop, by default: many when one model's step is all call overhead (one cell, or
@@ -2144,7 +2225,7 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
     online = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if cfg.learner == "rtrl"]
     batches = batch_jobs([j for j in todo if j[1].learner != "rtrl"], models) + \
         online_batches(online, {k for k in range(n) if results[k] is not None}, models,
-                       out + ".ckpt" if journal else None, checkpoint_every, not quiet, append)
+                       os.path.abspath(out) + ".ckpt" if journal else None, checkpoint_every, not quiet, append)
     ckpts = {tuple(b[0]): b[3]["ckpt"] for b in batches if b[3]}
     t0, n_done, n_todo = time.perf_counter(), n - len(todo), len(todo)
     here = CODE
@@ -2521,17 +2602,35 @@ def no_runs(journal):
         return False
 
 
+def checkpoint_names(d):
+    """The checkpoints in a journal's folder d (X.jsonl.ckpt/), sorted; a temporary file a kill left mid-write
+    (write_atomic's .tmp-*) is not one."""
+    return sorted(n for n in os.listdir(d) if n.endswith(".npz") and not n.startswith(".tmp-")) \
+        if os.path.isdir(d) else []
+
+
+def journal_keys(journal):
+    """The job keys a journal holds records of (an unreadable journal: none)."""
+    try:
+        return {r["key"] for r in read_journal(journal)[1]}
+    except (OSError, BadGrid):
+        return set()
+
+
 def in_flight(journal):
     """One line per online job checkpointed beside a journal (X.jsonl.ckpt/): its models running and stopped, the
     farthest running model's training steps, the longest training stream so far, the time spent."""
     d, lines = journal + ".ckpt", []
-    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+    finished = journal_keys(journal)
+    for name in checkpoint_names(d):
         try:
-            with np.load(os.path.join(d, name), allow_pickle=False) as z:
-                meta, steps, slen = json.loads(str(z["meta"])), z["steps"], z["slen"] * z["train"]
-                longest = int(max(z["curve_max"].max(initial=0), z["cur_max"].max(initial=0)))
-        except Exception as e:
-            raise BadSweep(f"{os.path.join(d, name)}: not a checkpoint ({type(e).__name__})") from None
+            meta, z = read_checkpoint(os.path.join(d, name))
+        except BadGrid as e:
+            raise BadSweep(str(e)) from None
+        if set(meta["keys"]) | set(meta["done"]) <= finished:
+            continue                                 # stale: every model it holds is in the journal
+        steps, slen = z["steps"], z["slen"] * z["train"]
+        longest = int(max(z["curve_max"].max(initial=0), z["cur_max"].max(initial=0)))
         done = list(meta["done"].values())
         outcome = lambda o: sum(r["outcome"] == o for r in done)
         far = int((steps + slen).max(initial=0))

@@ -229,8 +229,10 @@ def test_the_report_has_the_online_learners_table(straight_grid):
     assert f"| {np.median(streams):,.0f} |" in gts_vanilla
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_a_killed_online_grid_resumes_to_the_same_bits(tmp_path, straight_grid, sig):
+@pytest.mark.parametrize("sig,models", [(signal.SIGTERM, []), (signal.SIGKILL, ["--models", "3"])])
+def test_a_killed_online_grid_resumes_to_the_same_bits(tmp_path, straight_grid, sig, models):
+    """Killed mid-run and resumed (with another --models too: the checkpoint is resumed as the batch it holds),
+    the grid ends as the grid run straight; a temporary file a kill left beside the checkpoint is no checkpoint."""
     grid, straight, _ = straight_grid
     out = str(tmp_path / "cut.jsonl")
     cmd = [sys.executable, os.path.join(ROOT, "timing_counting_spikes.py"), "--grid", str(grid), "--out", out,
@@ -249,10 +251,13 @@ def test_a_killed_online_grid_resumes_to_the_same_bits(tmp_path, straight_grid, 
     (ckpt,) = os.listdir(ckpt_dir)                      # the first batch's, mid-run
     with np.load(os.path.join(ckpt_dir, ckpt)) as z:
         assert json.loads(str(z["meta"]))["t"] > 0
+    with open(os.path.join(ckpt_dir, ".tmp-cut" + ckpt), "wb") as fh:
+        fh.write(b"PK\x03\x04 a write cut short")
     r = cli("--report", out)                             # no run finished yet: what the checkpoint holds
     assert r.returncode == 0 and f"checkpoint {ckpt}: " in r.stdout and "models running" in r.stdout, r.stderr
-    r = cli("--grid", str(grid), "--out", out, "--workers", "1", "--quiet", "--resume")
-    assert r.returncode == 0, r.stderr
+    r = subprocess.run([c for c in cmd[:-2] if c != "--quiet"] + ["--resume", *models], capture_output=True,
+                       text=True, timeout=240)
+    assert r.returncode == 0 and f"resuming {os.path.abspath(os.path.join(ckpt_dir, ckpt))}" in r.stdout, r.stderr
     assert journal_runs(out) == straight
     assert not os.listdir(ckpt_dir)                      # each batch's checkpoint goes once its runs are journaled
 
@@ -386,3 +391,53 @@ def test_a_test_never_moves_the_weights_so_both_protocols_train_alike():
             for k in a["params"]:
                 assert a["params"][k].tobytes() == b["params"][k].tobytes(), (task, peep, k)
             assert a["test_steps"] < b["test_steps"]
+
+
+def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path):
+    """A checkpoint read back must be whole and its own: a missing array, a wrong shape, two models' keys
+    swapped, a model both running and stopped, or a file that is no archive are each one BadGrid line."""
+    cfg = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", max_steps=3000, lr=0.01)
+    specs = [dataclasses.replace(tcs.spec_of(cfg, s), key=f"m{s}") for s in range(3)]
+    eng = tcs.Online(1, specs)
+    eng.run(500)
+    eng.done["m9"] = {"outcome": "budget", "params": {"by": np.zeros(1)}}
+    path = str(tmp_path / "c.npz")
+    eng.save(path)
+    meta, arrays = tcs.read_checkpoint(path, 1)
+    assert meta["keys"] == ["m0", "m1", "m2"] and arrays["theta"].shape[1] == 3
+
+    def damaged(edit):
+        m, a = json.loads(json.dumps(meta)), {k: v.copy() for k, v in arrays.items()}
+        edit(m, a)
+        bad = str(tmp_path / "bad.npz")
+        np.savez_compressed(bad, meta=json.dumps(m), **a)
+        with pytest.raises(tcs.BadGrid) as e:
+            tcs.read_checkpoint(bad, 1)
+        assert "\n" not in str(e.value) and "delete it" in str(e.value)
+        return str(e.value)
+
+    assert "lacks the array err_max" in damaged(lambda m, a: a.pop("err_max"))
+    assert "of shape" in damaged(lambda m, a: a.update(S=a["S"][:, :2]))
+    assert "digest" in damaged(lambda m, a: m.update(keys=["m1", "m0", "m2"]))
+    assert "both running and stopped" in damaged(lambda m, a: m["done"].update(m0=m["done"]["m9"]))
+    assert "lacks fields" in damaged(lambda m, a: m.pop("digest"))
+    (tmp_path / "bad.npz").write_bytes(b"not an archive")
+    with pytest.raises(tcs.BadGrid, match="cannot be read"):
+        tcs.read_checkpoint(str(tmp_path / "bad.npz"))
+
+
+def test_a_stale_checkpoint_beside_a_finished_journal_is_not_reported_as_running(tmp_path, straight_grid):
+    grid, _, journal = straight_grid
+    out = tmp_path / "done.jsonl"
+    out.write_text(open(journal).read())
+    d = tmp_path / "done.jsonl.ckpt"
+    d.mkdir()
+    keys = [json.loads(ln)["key"] for ln in open(journal) if '"kind": "run"' in ln]
+    cfgs = [(tcs.setting_of(json.loads(k)[0])[2], json.loads(k)[1]) for k in keys]
+    specs = [dataclasses.replace(tcs.spec_of(c, s), key=k) for (c, s), k in zip(cfgs, keys)]
+    tcs.Online(1, specs).save(str(d / "stale.npz"))
+    (d / ".tmp-x.npz").write_bytes(b"cut")
+    r = cli("--report", str(out))
+    assert r.returncode == 0 and "running" not in r.stdout and "passed the test" in r.stdout, r.stderr
+    r = cli("--grid", str(grid), "--out", str(out), "--quiet", "--resume")
+    assert r.returncode == 0 and not os.listdir(d), r.stderr           # a finished grid cleans them away
