@@ -1992,6 +1992,7 @@ def execute(batches, workers=1, scheduler=None):
         client = Client(scheduler, timeout="20s")
         futures = {}
         try:
+            cluster_can_run(client, scheduler)
             futures = {client.submit(job, cfg, seeds, o, pure=False): ks for ks, cfg, seeds, o in batches}
             done, alone = completed(futures), None          # alone: since when the cluster has had no worker
             while not done.is_empty():
@@ -2019,6 +2020,29 @@ def execute(batches, workers=1, scheduler=None):
             yield _call(batch)
     else:
         yield from _pool(batches, workers)
+
+
+def cluster_can_run(client, address):
+    """Before a job is sent: the dask scheduler at address and every worker it has now import this module as
+    timing_counting_spikes, the workers the same version (the scheduler unpickles the jobs' configs, the workers
+    run them). BadGrid naming the process that cannot, in one line."""
+    # a lambda travels by value: it runs where the module may be missing, and says so
+    probe = lambda: __import__("importlib").import_module("timing_counting_spikes").CODE     # noqa: E731
+    try:
+        client.run_on_scheduler(probe)
+    except ImportError:
+        raise BadGrid(f"the dask scheduler at {address} cannot import timing_counting_spikes (it unpickles the jobs): "
+                      "start it in a checkout of this repository, or with it on PYTHONPATH") from None
+    codes = client.run(probe, on_error="return")
+    lacking = sorted(w for w, c in codes.items() if isinstance(c, BaseException))
+    other = sorted(w for w, c in codes.items() if not isinstance(c, BaseException) and c != CODE)
+    if lacking:
+        raise BadGrid(f"dask worker {lacking[0]}" + (f" (and {len(lacking) - 1} more)" if len(lacking) > 1 else "")
+                      + " cannot import timing_counting_spikes: start workers in a checkout of this repository, or "
+                        "with it on PYTHONPATH")
+    if other:
+        raise BadGrid(f"dask worker {other[0]} runs timing_counting_spikes {codes[other[0]]}, this process {CODE}: "
+                      "install the same module everywhere")
 
 
 class BadGrid(ValueError):
@@ -3259,10 +3283,16 @@ def main(argv=None):
         except ImportError:
             ap.error("--scheduler needs dask.distributed: pip install -r requirements-dask.txt")
         try:                                # before anything is written: a dead or malformed address is one line
-            dask.distributed.Client(a.scheduler, timeout="5s").close()
+            client = dask.distributed.Client(a.scheduler, timeout="5s")
         except (OSError, ValueError, TypeError) as e:
             ap.error(f"--scheduler {a.scheduler}: cannot reach a scheduler there within 5 s ({type(e).__name__}): "
                      "start one, or check the address")
+        try:                                # and a scheduler or worker without this module is named
+            cluster_can_run(client, a.scheduler)
+        except BadGrid as e:
+            ap.error(str(e))
+        finally:
+            client.close()
 
     if a.gradcheck:                     # BPTT against finite differences; the online gradient against truncated BPTT
         ok = True

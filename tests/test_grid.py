@@ -285,10 +285,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("module", ["other version", "missing"])
+@pytest.mark.parametrize("module", ["other version", "missing", "missing on the worker"])
 def test_a_dask_worker_with_another_module_or_none_is_refused(tmp_path, module):
-    """Workers run the module they import themselves: one with another version of it is refused, one without it
-    is named; one line, exit 2."""
+    """Workers run the module they import themselves: one with another version of it is refused, and the process
+    without it (the scheduler, which unpickles the jobs, or a worker) is named; one line, exit 2, nothing written."""
     distributed = pytest.importorskip("distributed")
     other = tmp_path / "other"
     other.mkdir()
@@ -297,10 +297,10 @@ def test_a_dask_worker_with_another_module_or_none_is_refused(tmp_path, module):
         (other / "timing_counting_spikes.py").write_text(src + "\n# another version\n")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(other), "OPENBLAS_NUM_THREADS": "1"}
-    run = lambda *a: subprocess.Popen([sys.executable, "-m", *a], cwd=other, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+    run = lambda *a, cwd=other: subprocess.Popen([sys.executable, "-m", *a], cwd=cwd, env=env,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = [run("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
-                 "--dashboard-address", ":0")]
+                 "--dashboard-address", ":0", cwd=ROOT if module == "missing on the worker" else other)]
     try:
         client = None
         for _ in range(60):                              # the scheduler up, then one worker registered with it
@@ -317,9 +317,11 @@ def test_a_dask_worker_with_another_module_or_none_is_refused(tmp_path, module):
         r = cli("--grid", write(tmp_path / "g.json", {**TINY, "seeds": "0", "cells": ["peephole"],
                                                       "settings": [{"hidden": 4}]}),
                 "--out", str(out), "--scheduler", f"tcp://127.0.0.1:{port}", "--quiet")
-        want = "a worker ran code" if module == "other version" else "need this module importable"
+        want = {"other version": "runs timing_counting_spikes", "missing": "the dask scheduler at",
+                "missing on the worker": "dask worker tcp://"}[module]
         assert r.returncode == 2 and want in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert not [ln for ln in open(out) if '"kind": "run"' in ln]
+        assert "cannot import" in r.stderr or module == "other version"
+        assert not out.exists()
     finally:
         for p in procs[::-1]:
             p.terminate()
