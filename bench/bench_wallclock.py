@@ -1,9 +1,12 @@
-"""Regenerate every artifact the README shows, timing each command: results/wallclock.json.
+"""Time the README's commands, one after another from the repository root, each as its own process:
+results/wallclock.json.
 
-    python3 bench/bench_wallclock.py            # headline runs, gradcheck, figures, GIF (~45 s)
-    python3 bench/bench_wallclock.py --sweep    # and the 30-seed sweep first (~5 min more)
+    python3 bench/bench_wallclock.py                     # headline runs, gradcheck, figures, GIF (~45 s)
+    python3 bench/bench_wallclock.py --sweep             # and the 30-seed sweep first (~5 min more)
+    python3 bench/bench_wallclock.py --update-results    # and keep what they write over the committed artifacts
 
-The commands are the README's, run one after another from the repository root, each as its own process.
+What the commands write (headline results and models, figures, GIF, sweep) goes to a temporary folder unless
+--update-results: their per-seed numbers depend on the CPU, and the committed ones name the CPU they came from.
 """
 import argparse
 import json
@@ -12,6 +15,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,18 +24,22 @@ sys.path.insert(0, ROOT)
 import timing_counting_spikes as tcs  # noqa: E402
 
 PY = "python3"
-SWEEP = f"{PY} timing_counting_spikes.py --seeds 0-29 --both --out results/msd_sweep.json"
-COMMANDS = [
-    ("headline peephole", f"{PY} timing_counting_spikes.py --out results/headline_peephole.json "
-                          "--save-model results/model_peephole_seed4.npz"),
-    ("headline vanilla", f"{PY} timing_counting_spikes.py --no-peep --out results/headline_vanilla.json "
-                         "--save-model results/model_vanilla_seed4.npz"),
-    ("gradcheck", f"{PY} timing_counting_spikes.py --gradcheck"),
-    ("visualize (saved models)", f"{PY} visualize_timing_counting_spikes.py "
-                                 "--peep-model results/model_peephole_seed4.npz "
-                                 "--vanilla-model results/model_vanilla_seed4.npz"),
-    ("GIF", f"{PY} make_timing_counting_spikes_gif.py --quiet"),
-]
+
+
+def commands(res, viz, gif, sweep):
+    """The README's commands, writing into the folders res (results), viz and the file gif."""
+    return ([("30-seed sweep, both variants, 2 workers",
+              f"{PY} timing_counting_spikes.py --seeds 0-29 --both --out {res}/msd_sweep.json")] if sweep else []) + [
+        ("headline peephole", f"{PY} timing_counting_spikes.py --out {res}/headline_peephole.json "
+                              f"--save-model {res}/model_peephole_seed4.npz"),
+        ("headline vanilla", f"{PY} timing_counting_spikes.py --no-peep --out {res}/headline_vanilla.json "
+                             f"--save-model {res}/model_vanilla_seed4.npz"),
+        ("gradcheck", f"{PY} timing_counting_spikes.py --gradcheck"),
+        ("visualize (saved models)", f"{PY} visualize_timing_counting_spikes.py --peep-model "
+                                     f"{res}/model_peephole_seed4.npz --vanilla-model {res}/model_vanilla_seed4.npz "
+                                     f"--outdir {viz}"),
+        ("GIF", f"{PY} make_timing_counting_spikes_gif.py --quiet --out {gif}"),
+    ]
 
 
 def timed(cmd):
@@ -48,10 +56,13 @@ def timed(cmd):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", action="store_true", help="also the 30-seed sweep")
+    ap.add_argument("--update-results", action="store_true", help="write the commands' outputs over the committed "
+                    "results/, viz/ and GIF (default: a temporary folder)")
     a = ap.parse_args()
-    commands = ([("30-seed sweep, both variants, 2 workers", SWEEP)] if a.sweep else []) + COMMANDS
+    scratch = None if a.update_results else tempfile.mkdtemp(prefix="wallclock-")
+    where = (lambda name: name) if a.update_results else (lambda name: os.path.join(scratch, name))
     rows = []
-    for name, cmd in commands:
+    for name, cmd in commands(where("results"), where("viz"), where("timing_counting_spikes.gif"), a.sweep):
         wall, cpu, out = timed(cmd)
         rows.append({"what": name, "command": cmd, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2)})
         print(f"{name:42s} {wall:7.1f} s wall {cpu:7.1f} s cpu   {cmd}")
@@ -63,7 +74,7 @@ def main():
     tcs.write_json(path, {"rows": keep + rows, "artifacts_wall_s": round(artifacts, 2),
                           "machine": {**tcs.versions(), "processor": platform.processor() or platform.machine()},
                           "date": time.strftime("%Y-%m-%d")})
-    print(f"wrote {os.path.relpath(path, ROOT)}")
+    print(f"wrote {os.path.relpath(path, ROOT)}" + (f"; the commands' outputs are in {scratch}" if scratch else ""))
 
 
 if __name__ == "__main__":
