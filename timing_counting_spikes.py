@@ -2969,6 +2969,21 @@ def bounded_int(top):
     return parse
 
 
+# The architectures' and initialisations' names on the command line -> their names in Config and journals ("seed":
+# they came with the brief the project started from; the old spelling still works).
+ARCH_NAMES = {"tanh": "seed", "seed": "seed", "paper": "paper"}
+INIT_NAMES = {"gaussian": "seed", "seed": "seed", "paper": "paper"}
+
+
+def named(names):
+    """An argparse type: one of names' keys, as its value."""
+    def parse(s):
+        if s not in names:
+            raise argparse.ArgumentTypeError(f"invalid choice {s!r} (choose from {', '.join(k for k in names if k != 'seed')})")
+        return names[s]
+    return parse
+
+
 def finite_float(s):
     try:
         v = float(s)
@@ -3034,12 +3049,13 @@ def recipe_parser(description, msd_only=False):
         task.add_argument("--window", type=window_units, help="streams: training window in units, N fixed or "
                           "MIN-MAX self-paced (delays 10; gts, pfg 10-200, with --arch paper 3)")
     model = ap.add_argument_group("model")
-    model.add_argument("--arch", choices=("seed", "paper"), default="seed",
-                       help="seed: tanh cell input and output, linear output unit; paper: identity cell input, no "
-                            "output squashing, sigmoid output unit for spikes (default seed)")
-    model.add_argument("--init", choices=("seed", "paper"),
-                       help="seed: Gaussian, forget bias 1; paper: uniform [-0.1, 0.1], gate biases 0, -2, +2 "
-                            "(default: the architecture's)")
+    model.add_argument("--arch", type=named(ARCH_NAMES), default="seed", metavar="{tanh,paper}",
+                       help="tanh (the 8-cell network; 'seed' in journals, the old spelling): tanh cell input and "
+                            "output, linear output unit; paper (the one-cell network): identity cell input, no output "
+                            "squashing, sigmoid output unit for spikes (default tanh)")
+    model.add_argument("--init", type=named(INIT_NAMES), metavar="{gaussian,paper}",
+                       help="gaussian ('seed' in journals): Gaussian, forget bias 1; paper: uniform [-0.1, 0.1], gate "
+                            "biases 0, -2, +2 (default: the architecture's)")
     model.add_argument("--hidden", type=positive_int, help="cells H (seed arch 8, paper arch 1)")
     model.add_argument("--no-forget", dest="forget", action="store_false", help="the 1997 cell: no forget gate")
     model.add_argument("--forget-bias", type=finite_float, help="(seed init 1.0, paper init -2.0)")

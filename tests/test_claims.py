@@ -213,6 +213,9 @@ def test_one_column_per_learner_and_not_reproduced(tmp_path):
     assert table["gts"]["verdict"] == "partly"         # yes at the paper's recipe, no at 10x: not "not reproduced"
     no_peep = table["gts_no_peep"]["networks"]
     assert no_peep["one-cell online"]["verdict"] == "yes" and no_peep["one-cell online lr=0.0001"]["verdict"] == "no"
+    assert no_peep["one-cell"] == {"verdict": "not reproduced",                # 0 of both cells: no contrast
+                                   "measured": "vanilla 0/4, peephole 0/4 over F = 10: neither cell learns it"}
+    assert no_peep["one-cell online lr=0.0001"]["measured"].endswith("over F = 10 (peephole 0/4)")
     md = viz.claims_markdown(list(table.values()))
     assert "one-cell online lr=0.0001: measured" in md.splitlines()[0]
     short = viz.verdict_markdown(list(table.values())).splitlines()
@@ -281,6 +284,14 @@ def test_claims_command_end_to_end(tmp_path):
         im = np.asarray(Image.open(out / f"{name}.png").convert("L"))
         assert im.shape[0] > 200 and im.std() > 10
     assert r.stdout.count("| ") > 15
+    doc["cpu"], doc["numpy"] = "another CPU", "0.0"                  # another machine, the same table and numbers
+    (tmp_path / "claims.json").write_text(json.dumps(doc))
+    before = (tmp_path / "claims.json").read_text()
+    r = run("visualize_timing_counting_spikes.py", "--claims", str(journal), "--outdir", str(out),
+            "--claims-out", str(tmp_path / "claims.json"))
+    assert r.returncode == 0 and "left as it is" in r.stdout and (tmp_path / "claims.json").read_text() == before
+    assert viz.same_numbers({"a": [1.0, float("nan")]}, {"a": [1.0 + 1e-12, float("nan")]})
+    assert not viz.same_numbers({"a": [1.0]}, {"a": [1.001]}) and not viz.same_numbers({"a": 1}, {"b": 1})
     bad = run("visualize_timing_counting_spikes.py", "--claims", str(tmp_path / "none.jsonl"))
     assert bad.returncode == 2 and "no such journal" in bad.stderr and "Traceback" not in bad.stderr
     other = json.loads(grid.read_text())
