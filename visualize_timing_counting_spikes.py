@@ -1442,7 +1442,9 @@ def main(argv=None):
             ap.error(f"--bench: no such file: {a.bench}")
         loops = from_journals("--grid-speed", a.grid_speed, lambda: grid_speed(a.grid_speed, a.outdir, a.bench))
         for r in loops:
-            print(f"{r['journal']}: {r['models']} models ({r['finished']} finished), {r['wall_s'] / 3600:.2f} h, "
+            rest = r["models"] - r["finished"]              # a loop's records are written when all its models stop
+            print(f"{r['journal']}: {r['models']} models ({r['finished']} ran to a pass or their budget"
+                  + (f", the other {rest} diverged" if rest else "") + f"), {r['wall_s'] / 3600:.2f} h, "
                   f"{r['model_steps']:,} model-steps, {r['us_per_model_step']:.3f} µs per model-step")
         return 0
     if a.online_curves:
