@@ -247,6 +247,7 @@ def fig_sample_predictions(models, test, shown, preds):
         ax.set_ylabel("output")
     axes[-1].set_xlabel("time step t")
     axes[-1].set_xlim(-1, T)
+    axes[-1].set_ylim(-0.12, 1.22)                     # room for the target's triangle above 1
     event_legend(fig, axes[0], ncol=4)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     return fig
@@ -274,8 +275,10 @@ def fig_cell_state(test, k, inner, facts):
     a_c.set_yticklabels([f"{j}*" if j == facts["timer_cell"] else str(j) for j in range(H)])
     a_c.set_ylabel("cell (* timer)")
     fig.colorbar(im, cax=cax, label="cell state c_t")
-    a_out.plot(t, inner["pred"][:, 0], color=COLORS["peephole"], label="peephole prediction")
-    a_out.plot(t, test.y[:, k], color="k", lw=0.8, alpha=0.6, label="target y_t")
+    a_out.plot(t, inner["pred"][:, 0], color=COLORS["peephole"], lw=1.6, label="peephole prediction")
+    a_out.plot(t, test.y[:, k], color="k", lw=0.9, ls=(0, (3, 2)), zorder=3, label="target y_t")
+    a_out.plot([test.t_target[k]], [1.0], "v", color="k", ms=6, zorder=4)   # the target spike, above both lines
+    a_out.set_ylim(-0.12, 1.25)
     a_out.set_ylabel("output")
     a_out.set_xlabel("time step t")
     a_out.set_xlim(-0.5, T - 0.5)
@@ -1096,6 +1099,9 @@ FREE_RUN_AT = 1000      # the second column starts after this many periods
 FREE_RUN_SHOW = 3       # periods shown in each column
 
 
+CLIP = (-0.3, 1.3)   # a free-run strip's range: outputs beyond it are drawn at its edge, with a marker
+
+
 def fig_free_runs(runs, net, path):
     """Each generation task at F = 10 that column `net` ran: each cell's best model (best checkpoint) over a free
     run from the zero state, one strip per cell over the target, for its first periods and again after FREE_RUN_AT
@@ -1125,10 +1131,18 @@ def fig_free_runs(runs, net, path):
             for ax, start in zip(row, (0, FREE_RUN_AT * F)):
                 t = np.arange(start, start + FREE_RUN_SHOW * F)
                 ax.plot(t, s.y[t, 0] - step * j, color="black", lw=4.5, alpha=0.2, label="target")
-                ax.plot(t, np.clip(pred[t], -0.3, 1.3) - step * j, color=COLORS[cell], lw=1.2,
+                ax.plot(t, np.clip(pred[t], *CLIP) - step * j, color=COLORS[cell], lw=1.2,
                         label=f"{cell} (best run)")
+                for side, edge, marker, what in ((pred[t] > CLIP[1], CLIP[1], "^", "clipped: above the strip"),
+                                                 (pred[t] < CLIP[0], CLIP[0], "v", "clipped: below the strip"),
+                                                 (np.isnan(pred[t]), 0.5, "x", "not a number (overflow)")):
+                    if side.any():                     # an output the strip cannot show: a marker, never nothing
+                        ax.plot(t[side], np.full(int(side.sum()), edge) - step * j, marker, color=COLORS[cell],
+                                ms=3.5, ls="none", label=what)
+        seeds = ", ".join(f"{c} {v['seed']}" for c in CELL_ORDER for k, v in shown.items() if k == f"{x} | {c}")
         for ax, start in zip(row, ("the first periods", f"after {FREE_RUN_AT} periods")):
-            ax.set_title(f"{x}: {start}", fontsize=8.5)
+            ax.set_title(f"{x}: {start}" + (f" (seeds: {seeds})" if start == "the first periods" else ""),
+                         fontsize=8.5)
     axes[0][0].set_ylim(-step * (len(CELL_ORDER) - 1) - 0.55, 1.35)
     axes[0][0].set_yticks([-step * j + 0.5 for j in range(len(CELL_ORDER))], CELL_ORDER)
     for ax in axes.ravel():
@@ -1139,10 +1153,13 @@ def fig_free_runs(runs, net, path):
     for ax in axes.ravel():
         for h, lab in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(lab, h)
-    labels = sorted(legend, key=lambda lab: -1 if lab == "target" else CELL_ORDER.index(lab.split()[0]))
-    fig.legend([legend[lab] for lab in labels], labels, loc="outside lower center", ncol=5, fontsize=8,
+    order = lambda lab: -1 if lab == "target" else CELL_ORDER.index(lab.split()[0]) if lab.split()[0] in CELL_ORDER \
+        else len(CELL_ORDER) + len(lab)
+    labels = sorted(legend, key=order)
+    fig.legend([legend[lab] for lab in labels], labels, loc="outside lower center", ncol=len(labels), fontsize=8,
                frameon=False)
-    fig.suptitle(f"{title_of(net)}: free runs, one strip per cell (output clipped to [-0.3, 1.3])", fontsize=9.5)
+    fig.suptitle(f"{title_of(net)}: free runs of each cell's best model\none strip per cell, the output clipped to "
+                 f"[{CLIP[0]}, {CLIP[1]}]", fontsize=9.5)
     save(fig, path)
     return shown
 
@@ -1174,10 +1191,10 @@ def fig_gts_mechanism(record, mech, path, periods=3):
             ax.axvline(spike, color="0.8", lw=0.8, zorder=0)
         ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside, not on, the data
     axes[0].set_title(f"{title_of(network_of(record['config']))}: peephole cell, GTS F={F}, seed {record['seed']}, "
-                      f"cell {k}; grey lines: the target's spikes\nshares over periods 2-51 of the free run: spikes at "
-                      f"which i and f shut and |c| drops (reset) {mech['reset'][k]:.2f};\nspikes with o > 0.5 "
-                      f"{mech['open_at_spike'][k]:.2f}; other steps with o < 0.5 {mech['closed_elsewhere'][k]:.2f}",
-                      fontsize=8.5)
+                      f"cell {k}; grey lines: the target's spikes\nover periods 2-51 of the free run: the cell resets "
+                      f"(i and f shut, |c| drops) at {mech['reset'][k]:.0%} of the spikes;\nits output gate is open "
+                      f"(o > 0.5) at {mech['open_at_spike'][k]:.0%} of the spikes and shut (o < 0.5) at "
+                      f"{mech['closed_elsewhere'][k]:.0%} of the other steps", fontsize=8.5)
     save(fig, path)
     spikes = t[s.ends[t, 0]]
     spikes = spikes[spikes + 1 <= t[-1]]
@@ -1286,8 +1303,9 @@ def online_curves(journals, outdir, settings=("gts F=10", "pfg cos F=10"), cells
     for row, net in zip(axes, nets):
         for ax, x in zip(row, settings):
             F = int(x.rsplit("=", 1)[1])
+            unit = {"gts": "spikes", "pfg": "periods", "delays": "intervals"}[x.split()[0]]
             ax.axhline(tcs.TRAIN_UNITS * F, color="0.5", lw=0.8, ls=":",
-                       label=f"a training success ({tcs.TRAIN_UNITS} periods)")
+                       label=f"a training success ({tcs.TRAIN_UNITS} {unit})")
             for cell in cells[::-1]:
                 recs = runs.get((net, x, cell))
                 if not recs:
@@ -1363,12 +1381,14 @@ def grid_speed(journals, outdir, bench):
     names = [f"{r['journal'].removesuffix('.jsonl')}: {r['models']} models" for r in loops]
     y = np.arange(len(loops))[::-1]
     a1.barh(y, [r["wall_s"] / 3600 for r in loops], color="tab:blue")
-    for yy, r in zip(y, loops):
-        a1.text(r["wall_s"] / 3600, yy, f" {r['wall_s'] / 3600:.2f} h, {r['model_steps'] / 1e9:.1f} G model-steps",
-                va="center", fontsize=7.5)
+    top = max(r["wall_s"] for r in loops) / 3600
+    for yy, r in zip(y, loops):                       # the numbers inside a long bar, after a short one
+        h, inside = r["wall_s"] / 3600, r["wall_s"] / 3600 >= 0.5 * top
+        a1.text(0.02 * top if inside else h, yy, f" {h:.2f} h, {r['model_steps'] / 1e9:.1f} G model-steps",
+                va="center", fontsize=7.5, color="white" if inside else "black")
     a1.set_yticks(y, names, fontsize=8)
     a1.set_xlabel("wall time of the loop (hours, one core)")
-    a1.set_xlim(0, max(r["wall_s"] for r in loops) / 3600 * 1.6)
+    a1.set_xlim(0, top * (1.05 if all(r["wall_s"] / 3600 >= 0.5 * top for r in loops) else 1.6))
     a2.loglog([r["M"] for r in ref], [r["us_per_model_step"] for r in ref], "o-", color="0.6",
               label="benchmark (bench_online.py)")
     a2.loglog([r["models"] for r in loops], [r["us_per_model_step"] for r in loops], "D", color="tab:blue",
