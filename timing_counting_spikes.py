@@ -2819,6 +2819,37 @@ def entries_of(res, path):
     return out
 
 
+def pass_margins(online, tol):
+    """The passes of online records (run["online"]) as (largest |error| of the test, holds at STRICT_TOL, within
+    0.01 of tol, passes the second test stream or None); a pass from before margins were recorded: None."""
+    out = []
+    for o in online:
+        if o["outcome"] == "passed":
+            worst = o.get("test_max_error")
+            second = o.get("second_test")
+            out.append(None if worst is None else (worst, worst < STRICT_TOL, tol - worst < 0.01,
+                                                   second["passed"] if second else None))
+    return out
+
+
+def margins_cell(online, cfg):
+    """'a / b / c' of a report row: passes that hold at 0.15, lie within 0.01 of the tolerance, pass the second
+    test stream (MSD streams; '-' elsewhere); '?' where a pass recorded no margin."""
+    ms = pass_margins(online, TASKS[cfg.task].tol)
+    if not ms:
+        return "-"
+    if None in ms:
+        return "? (no margins recorded)"
+    second = f"{sum(m[3] for m in ms)}" if cfg.task == "delays" else "-"
+    return f"{sum(m[1] for m in ms)} / {sum(m[2] for m in ms)} / {second}"
+
+
+def worst_cell(online):
+    """The median [range] of the passes' largest |error| over their test."""
+    ws = [o["test_max_error"] for o in online if o["outcome"] == "passed" and o.get("test_max_error") is not None]
+    return f"{np.median(ws):.3f} [{min(ws):.3f}–{max(ws):.3f}]" if ws else "-"
+
+
 def grid_report(entries):
     """Markdown tables over runs [(config dict, run)] grouped by setting: one row per setting and cell, then the
     comparisons of the peephole cell with each other cell on the seeds both ran."""
@@ -2835,9 +2866,10 @@ def grid_report(entries):
                "| Wilcoxon p |", "|---|---|---|---:|---:|---:|---:|"]
     cmp_rows = ["| setting | peephole vs | paired seeds | successes, best: peephole / other | Fisher p | McNemar p "
                 "| Wilcoxon p (best run) |", "|---|---|---:|---:|---:|---:|---:|"]
-    online = ["| setting | cell | runs | passed the test | training streams, median | training steps, median "
-              "| longest training stream (units), median / max | to the first pass: streams, steps, median [range] |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    online = ["| setting | cell | runs | passed the test | of them: at 0.15 / within 0.01 of the tolerance / on a "
+              "second test stream | largest \\|error\\| of a pass, median [range] | training streams, median | "
+              "training steps, median | longest training stream (units), median / max | to the first pass: streams, "
+              "steps, median [range] |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, cfg, cells in groups.values():
         cells = {c: cells[c] for c in sorted(cells, key=list(CELLS).index)}
         for cell, by_seed in cells.items():
@@ -2850,8 +2882,8 @@ def grid_report(entries):
                 span = lambda xs: f"{med(xs)} [{min(xs):,}–{max(xs):,}]" if xs else "-"
                 firsts = [o["first_pass"] for o in on if o["first_pass"]]
                 longest = [o["longest_units"] for o in on]
-                online.append(f"| {label} | {cell} | {n} | {len(firsts)} / {len(on)} "
-                              f"| {med([o['streams'] for o in on])} "
+                online.append(f"| {label} | {cell} | {n} | {len(firsts)} / {len(on)} | {margins_cell(on, cfg)} "
+                              f"| {worst_cell(on)} | {med([o['streams'] for o in on])} "
                               f"| {med([o['steps'] for o in on])} | {med(longest)} / {max(longest)} "
                               f"| {span([f['streams'] for f in firsts])}; {span([f['steps'] for f in firsts])} |")
             if cfg.task == "msd":
