@@ -1281,6 +1281,27 @@ class Online:
             return self._run(K)
 
     def _run(self, K):
+        """Up to K steps of the loop: each step is the parts of _step() in order; it stops early after a step at
+        which a stream ended and a model needs Python (self.looked)."""
+        read, forward, errors, sensitivities, gradient, update, protocol, stream_ends = self._step()
+        n = 0
+        while n < K:
+            n += 1
+            read()
+            forward()
+            errors()
+            sensitivities()
+            gradient()
+            update()
+            if protocol() and stream_ends():
+                break
+        self.t += n
+        return n
+
+    def _step(self):
+        """One time step of every model, as named parts over the loop's arrays (self.w, self.a; the views and
+        buffers are plumbing): each part computes the equations in its docstring, elementwise along the model
+        axis. Built at each run(): closures, so the loop pays no lookups."""
         H, a, w, M, dt, squash = self.H, self.a, self.w, len(self.specs), self.dtype, self.squash
         sg, sig_m, lin_m, any_sig, mixed = (w[k] for k in ("sg", "sig_m", "lin_m", "any_sig", "mixed"))
         no_f, any_no_f = w["no_f"], w["any_no_f"]
@@ -1314,16 +1335,18 @@ class Online:
         absolute, less, greater, maximum = np.abs, np.less, np.greater, np.maximum
         ge, le = np.greater_equal, np.less_equal
         W_S = list(zip(W_cols[1:], S_rows[1:]))
-        n = 0
-        while n < K:
-            n += 1
-            # the stream: x_t, y_t and whether a unit ends, at every model's own position
+
+        def read():
+            """x_t, y_t and whether a unit ends at t, each model at its own stream position."""
             Y.take(fidx, None, y, "wrap")            # (methods and 0-d constants: cheaper calls)
             E.take(fidx, None, endb, "wrap")
             if any_input:                            # (GTS and PFG have none: x stays 0)
                 X.take(fidx, None, x, "wrap")
-            # forward; z = W s_t summed over the sources in a fixed order
-            mul(W_cols[0], S_rows[0], z)
+
+        def forward():
+            """z = W s_t;  i, f = σ(z_i, z_f);  g = tanh(z_g) or z_g;  c_t = f c_{t-1} + i g;
+            o = σ(z_o + p_o c_t);  h_t = o tc (tc = tanh(c_t) or c_t);  pred = out(Wy h_t + by)."""
+            mul(W_cols[0], S_rows[0], z)             # z = W s_t, summed over the sources in a fixed order
             for Wj, sj in W_S:
                 mul(Wj, sj, ztmp)
                 add(z, ztmp, z)
@@ -1356,11 +1379,14 @@ class Online:
                 mul(sg, half_, sg)
                 add(sg, half_, sg)
                 copyto(pred, sg, where=sig_m) if mixed else copyto(pred, sg)
+
+        def errors():
+            """ok = |pred - y| < tol (the stream's largest |pred - y| kept);  δ = (pred - y) out';  e_h = Wy δ;
+            dz_o = e_h tc o(1 - o);  e_c = e_h o tc'."""
             sub(pred, y, err)
             absolute(err, dl)
             less(dl, tol, ok)                        # NaN is not ok
             maximum(err_max, dl, out=err_max)        # the stream's largest |pred - y| (NaN stays)
-            # the truncated gradient
             if any_sig:
                 sub(one_, pred, dl)
                 mul(dl, pred, dl)                    # σ' = pred (1 - pred)
@@ -1379,6 +1405,9 @@ class Online:
                 mul(tc, tc, tmpH)
                 sub(one_, tmpH, tmpH)
                 mul(es, tmpH, es)                    # e_c = e_h o tc'
+
+        def sensitivities():
+            """ds_u,m = f ds_u,m + K_u s_m:  K_i = g i(1 - i),  K_f = c_{t-1} f(1 - f),  K_g = i g'."""
             sub(one_, z_sig, K_sig)
             mul(K_sig, z_sig, K_sig)                 # i (1 - i), f (1 - f)
             mul(K_i, g, K_i)
@@ -1392,20 +1421,31 @@ class Online:
                 copyto(K_g, i)
             mul(K3, S4, Stmp)
             add(Sens, Stmp, Sens)                    # ds = f ds + K s_t
+
+        def gradient():
+            """∇W_u = e_c ds_u (u = i, f, g);  ∇W_o = dz_o s_t;  ∇p_o = dz_o c_t;  ∇Wy = δ h_t;  ∇by = δ; each
+            model's cell keeps its own weights only."""
             mul(es4, Sens, gW_ifg)
             mul(dzo3, S3, gW_o)
             mul(dzo, c, g_po)
             mul(dl, h, g_Wy)
             copyto(g_by, dl)
-            mul(g_all, pmask, g_all)                 # each model's cell: its weights only
-            # the update of the training models: Δθ = momentum Δθ - lr ∇θ, θ += Δθ
+            mul(g_all, pmask, g_all)
+
+        def update():
+            """Δθ = momentum Δθ - lr ∇θ;  θ += Δθ (training models; a tested model's lr is 0, its momentum 1);
+            then the next step's sources: h_t, c_t."""
             mul(g_all, lr_eff, tmpP)
             mul(D, mom_eff, D)
             add(D, tmpP, D)
             mul(D, train, tmpP)
             add(theta, tmpP, theta)
-            copyto(hs, hc)                           # the next step's sources
-            # the protocol
+            copyto(hs, hc)
+
+        def protocol():
+            """Each model's stream moves on: a unit that ends error-free counts; the stream ends at an error, at
+            its units to reach (TRAIN_UNITS training, test_units tested) or at the step budget. True if a stream
+            ended anywhere."""
             add(fidx, Mi, fidx)
             add(slen, one, slen)
             l_and(endb, ok, tmpb)
@@ -1422,9 +1462,12 @@ class Online:
                 l_not(tmpb, tmpb)
                 mul(hs, tmpb, hs)
                 mul(Sens, tmpb, Sens)
-            if not nz(ends):
-                continue
-            # streams that ended: a training stream's test starts; after a failed test, a new training stream
+            return bool(nz(ends))
+
+        def stream_ends():
+            """The streams that ended: a training stream's test starts (under the paper's protocol only after a
+            training success); after a test, a new training stream; counters and the learning curve; the zero
+            state. True (self.looked) if a model needs Python."""
             l_and(ends, train, tr_end)
             l_xor(ends, tr_end, te_end)
             if any_paper:                            # the paper's protocol: no test after a stream without a
@@ -1468,10 +1511,9 @@ class Online:
             copyto(err_max, 0.0, where=ends)
             copyto(mode, mode_test)
             copyto(mode, mode_train, where=train)
-            if self.looked:
-                break
-        self.t += n
-        return n
+            return self.looked
+
+        return read, forward, errors, sensitivities, gradient, update, protocol, stream_ends
 
     # -- Python's part: what run() stopped for -------------------------------------------------------------------
     def _close_bins(self, hit, out_of_steps):
