@@ -1125,8 +1125,8 @@ class Online:
     when its weights turn non-finite (diverged). A frozen model's gradient is computed and multiplied by 0: a test
     whose state overflows leaves non-finite momentum, and the model diverges at its next training step."""
 
-    def __init__(self, H, specs, dtype="float64"):
-        self.specs = list(specs)
+    def __init__(self, H, specs, dtype="float64", engine="numpy"):
+        self.specs, self.engine = list(specs), engine
         squash = {sp.net.squash for sp in self.specs}
         assert len(squash) <= 1, "one architecture a job: its cells squash or do not"
         self.squash, self.H, self.dtype = squash.pop() if squash else True, H, dtype
@@ -1134,6 +1134,7 @@ class Online:
         self.done = {}                              # key -> result of a model that stopped
         self.elapsed, self.t, self.looked = 0.0, 0, False   # t: time steps of the loop (every model's age)
         self.codes = [CODE]                         # the module versions that ran this job, oldest first
+        self.engines = [engine]                     # and the engines
         M = len(self.specs)
         n_s, nH = self.sizes["n_s"], self.sizes["nH"]
         self.rngs = [rng_for(STREAM_TRAIN, sp.seed) if sp.delays else None for sp in self.specs]
@@ -1244,6 +1245,7 @@ class Online:
         w["mode_test"] = np.stack([np.array([s.test_units for s in sp], dt), -lr * 0.0, np.ones(M, dt)])
         w["nmsd"] = np.array([s.nmsd for s in sp], bool)
         w["paper"] = np.array([s.protocol == "paper" for s in sp], bool)
+        w["max_streams"] = np.array([s.max_streams for s in sp], np.int64)
         w["any_paper"] = bool(w["paper"].any())
         w["sig_m"] = np.array([s.net.out == "sigmoid" for s in sp], bool)
         w["no_f"] = np.array([not s.net.forget for s in sp], bool)
@@ -1284,6 +1286,8 @@ class Online:
         """Up to K steps of the loop: each step is the parts of _step() in order; it stops early after a step at
         which a stream ended and a model needs Python (self.looked)."""
         read, forward, errors, sensitivities, gradient, update, protocol, stream_ends = self._step()
+        if self.engine == "numba":
+            return self._run_compiled(K, stream_ends)
         n = 0
         while n < K:
             n += 1
@@ -1294,6 +1298,25 @@ class Online:
             gradient()
             update()
             if protocol() and stream_ends():
+                break
+        self.t += n
+        return n
+
+    def _run_compiled(self, K, stream_ends):
+        """_run() by online_kernel(): its steps compiled, a step's stream ends that need Python by stream_ends()."""
+        a, w, kernel = self.a, self.w, compiled_kernel()
+        args = (self.H, self.squash, w["any_input"], w["any_paper"], w["any_nmsd"], w["any_delays"], a["theta"],
+                a["D"], w["mask"], a["S"], a["Sens"], w["mode"], w["mode_train"], w["mode_test"], w["tol"],
+                w["sig_m"], w["no_f"], w["paper"], w["nmsd"], self.Y, self.X, self.E, self.starts, w["fidx"],
+                w["trf"], w["test_f"], w["refill_f"], a["train"], a["units"], a["slen"], a["left"], a["streams"],
+                a["steps"], a["next_stop"], a["cur_max"], a["cur_run"], a["cur_sum"], a["err_max"], a["last_max"],
+                w["pred"], w["ok"], w["endb"], w["done_u"], w["out_b"], w["ends"], a["curve_max"], a["curve_run"],
+                a["curve_sum"], a["final"], w["max_streams"])
+        n = 0
+        while n < K:
+            k, pending = kernel(K - n, *args)
+            n += k
+            if pending and stream_ends():
                 break
         self.t += n
         return n
@@ -1570,6 +1593,7 @@ class Online:
                 "test_steps": self.t - steps - (int(a["slen"][m]) if a["train"][m] else 0),
                 "first_train_success": first(a["ft_streams"][m], a["ft_steps"][m]),
                 "first_pass": {"streams": n, "steps": steps} if outcome == "passed" else None, "codes": self.codes,
+                "engines": self.engines,
                 "longest_units": int(curve["max"].max()), "longest_length": int(curve["run"].max()),
                 "curve": {"streams": count[:nb], "max_units": curve["max"][:nb].tolist(),
                           "max_length": curve["run"][:nb].tolist(),
@@ -1603,11 +1627,11 @@ class Online:
         meta = {"codes": self.codes, "keys": keys, "elapsed": self.elapsed, "t": self.t,
                 "rngs": [r.bit_generator.state if r else None for r in self.rngs], "tape_states": self.tape_states,
                 "done": {k: {**r, "params": {n: v.tolist() for n, v in r["params"].items()}}
-                         for k, r in self.done.items()}, "digest": state_digest(keys, self.a)}
+                         for k, r in self.done.items()}, "digest": state_digest(keys, self.a), "engines": self.engines}
         write_atomic(path, lambda fh: np.savez_compressed(fh, meta=json.dumps(meta), **{k: self.a[k] for k in STATE}))
 
     @classmethod
-    def restore(cls, path, H, specs, dtype="float64", other_code=False):
+    def restore(cls, path, H, specs, dtype="float64", other_code=False, engine="numpy"):
         """The job of specs as its checkpoint at path left it; BadGrid if it cannot be read, is another job's, or
         was written by another version of the module (unless other_code: the job goes on under this one, and
         its results list both)."""
@@ -1618,7 +1642,12 @@ class Online:
         if meta["codes"][-1] != CODE and not other_code:
             raise BadGrid(f"checkpoint {path} was written by code {meta['codes'][-1]}, this is {CODE}: --append "
                           "goes on with this code (the results name both), or delete it to start over")
-        eng = cls(H, [by_key[k] for k in meta["keys"]], dtype)
+        engines = meta.get("engines", [meta.get("engine", "numpy")])
+        if engines[-1] != engine and not other_code:
+            raise BadGrid(f"checkpoint {path} was trained by the {engines[-1]} engine, this is --engine {engine}: "
+                          f"use --engine {engines[-1]}, or --append to go on with {engine} (the results name both)")
+        eng = cls(H, [by_key[k] for k in meta["keys"]], dtype, engine)
+        eng.engines = engines + ([engine] if engines[-1] != engine else [])
         eng.codes = meta["codes"] + ([CODE] if meta["codes"][-1] != CODE else [])
         eng.tape_states = meta["tape_states"]
         eng._tapes()                                 # the delays tapes as they were drawn, then the generators now
@@ -1631,6 +1660,222 @@ class Online:
                     for k, r in meta["done"].items()}
         eng._bind()
         return eng
+
+
+# The online learner's compiled engine (--engine numba): the loop of Online._step() as scalar code, time outer and
+# models inner, on the same arrays. Optional: numba compiles it at the first call (a few seconds, then cached).
+# Its tanh is the C library's, which differs from NumPy's in the last bit on some inputs, so its bits differ from
+# the NumPy engine's by rounding (the tests bound how far); journals and checkpoints name the engine.
+try:
+    import numba
+except ImportError:                                   # the NumPy engine needs nothing more
+    numba = None
+ENGINES = ("numpy", "numba")
+DEFAULT_ENGINE = "numba" if numba else "numpy"
+
+
+def _put_back(theta, D, S, Sens, th, Dm, Sm, Ss):
+    """online_kernel()'s model-major copies back into the loop's arrays (the model axis last)."""
+    M, P = th.shape
+    H, n_s = Ss.shape[2], Ss.shape[3]
+    for m in range(M):
+        for q in range(P):
+            theta[q, m], D[q, m] = th[m, q], Dm[m, q]
+        for k in range(n_s):
+            S[k, m] = Sm[m, k]
+            for u in range(3):
+                for j in range(H):
+                    Sens[u, j, k, m] = Ss[m, u, j, k]
+
+
+def online_kernel(K, H, squash, any_input, any_paper, any_nmsd, any_delays, theta, D, mask, S, Sens, mode,
+                  mode_train, mode_test, tol, sig_m, no_f, paper, nmsd_m, Y, X, E, starts, fidx, trf, test_f,
+                  refill_f, train, units, slen, left, streams, steps, next_stop, cur_max, cur_run, cur_sum, err_max,
+                  last_max, pred, ok, endb, done_u, out_b, ends, curve_max, curve_run, curve_sum, final, max_streams):
+    """Up to K steps of Online._step()'s parts, each model's step in scalars (the same equations, in the same
+    order of operations). Returns (steps run, pending): pending when the last step's stream ends need Python (a
+    training success, a budget reached, a tape to refill, a non-finite output): Online then runs that step's
+    stream_ends() as the NumPy engine does. A learning-curve bin closes here (Online._close_bins())."""
+    M, P = theta.shape[1], theta.shape[0]
+    # model-major copies of the per-model arrays: each model's numbers contiguous while it steps (the arrays'
+    # rows are M apart, which at M >= 256 makes every row of a model fall in one cache set)
+    th, Dm, mk = np.empty((M, P)), np.empty((M, P)), np.empty((M, P))
+    Sm, Ss = np.empty((M, 2 * H + 2)), np.empty((M, 3, H, 2 * H + 2))
+    for m in range(M):
+        for q in range(P):
+            th[m, q], Dm[m, q], mk[m, q] = theta[q, m], D[q, m], mask[q, m]
+        for k in range(2 * H + 2):
+            Sm[m, k] = S[k, m]
+            for u in range(3):
+                for j in range(H):
+                    Ss[m, u, j, k] = Sens[u, j, k, m]
+    n_s, nH = 2 * H + 2, 4 * H
+    k_po, k_Wy = nH * n_s, nH * n_s + H
+    k_by = k_Wy + H
+    n_t = 3 * H if squash else 2 * H                  # the rows one tanh covers before c_t
+    z, c, h, tc = np.empty(nH), np.empty(H), np.empty(H), np.empty(H)
+    eh, dzo, es, Kv, g = np.empty(H), np.empty(H), np.empty(H), np.empty((3, H)), np.empty(theta.shape[0])
+    LY, LS = Y.shape[0], starts.shape[0]
+    n = 0
+    while n < K:
+        n += 1
+        any_end = False
+        for m in range(M):
+            # read: x_t, y_t and whether a unit ends at t
+            p = fidx[m] % LY
+            y, endb[m] = Y[p], E[p]
+            if any_input:
+                Sm[m, 0] = X[p]
+            # forward: z = W s_t; i, f = σ(z_i, z_f); g; c_t = f c_{t-1} + i g; o = σ(z_o + p_o c_t); h_t = o tc
+            for r in range(nH):
+                acc = th[m, r * n_s] * Sm[m, 0]
+                for j in range(1, n_s):
+                    acc = acc + th[m, r * n_s + j] * Sm[m, j]
+                z[r] = acc * 0.5 if r < 2 * H else acc * 1.0
+            for r in range(n_t):
+                z[r] = math.tanh(z[r]) * 0.5 + 0.5 if r < 2 * H else math.tanh(z[r]) * 1.0 + 0.0
+            if no_f[m]:
+                for j in range(H):
+                    z[H + j] = 1.0
+            for j in range(H):
+                cp = Sm[m, 1 + H + j]
+                c[j] = z[H + j] * cp + z[j] * z[2 * H + j]
+                o = (z[3 * H + j] + th[m, k_po + j] * c[j]) * 0.5
+                z[3 * H + j] = math.tanh(o) * 0.5 + 0.5
+                tc[j] = math.tanh(c[j]) if squash else c[j]
+                h[j] = z[3 * H + j] * tc[j]
+            a = th[m, k_Wy] * h[0]
+            for j in range(1, H):
+                a = a + th[m, k_Wy + j] * h[j]
+            pr = a + th[m, k_by]
+            if sig_m[m]:
+                pr = math.tanh(pr * 0.5) * 0.5 + 0.5
+            pred[m] = pr
+            # errors: ok = |pred - y| < tol; δ = (pred - y) out'; e_h = Wy δ; dz_o = e_h tc o(1 - o); e_c = e_h o tc'
+            err = pr - y
+            dl = abs(err)
+            ok[m] = dl < tol[m]
+            if dl != dl or err_max[m] != err_max[m]:
+                err_max[m] = np.nan
+            elif dl > err_max[m]:
+                err_max[m] = dl
+            d = (1.0 - pr) * pr * err if sig_m[m] else err
+            for j in range(H):
+                o = z[3 * H + j]
+                eh[j] = th[m, k_Wy + j] * d
+                dzo[j] = (1.0 - o) * o * tc[j] * eh[j]
+                es[j] = eh[j] * o * (1.0 - tc[j] * tc[j]) if squash else eh[j] * o
+            # sensitivities: ds_u,k = f ds_u,k + K_u s_k; K_i = g i(1 - i), K_f = c_{t-1} f(1 - f), K_g = i g'
+            for j in range(H):
+                i_, f_, g_ = z[j], z[H + j], z[2 * H + j]
+                Kv[0, j] = (1.0 - i_) * i_ * g_
+                Kv[1, j] = (1.0 - f_) * f_ * Sm[m, 1 + H + j]
+                Kv[2, j] = (1.0 - g_ * g_) * i_ if squash else i_
+                for u in range(3):
+                    for k in range(n_s):
+                        Ss[m, u, j, k] = Ss[m, u, j, k] * f_ + Kv[u, j] * Sm[m, k]
+            # gradient: ∇W_u = e_c ds_u; ∇W_o = dz_o s_t; ∇p_o = dz_o c_t; ∇Wy = δ h_t; ∇by = δ
+            for u in range(3):
+                for j in range(H):
+                    for k in range(n_s):
+                        g[(u * H + j) * n_s + k] = es[j] * Ss[m, u, j, k]
+            for j in range(H):
+                for k in range(n_s):
+                    g[(3 * H + j) * n_s + k] = dzo[j] * Sm[m, k]
+                g[k_po + j] = dzo[j] * c[j]
+                g[k_Wy + j] = d * h[j]
+            g[k_by] = d
+            # update: Δθ = momentum Δθ - lr ∇θ, θ += Δθ (training models); the next sources h_t, c_t
+            lr, mom, tr = mode[1, m], mode[2, m], 1.0 if train[m] else 0.0
+            for q in range(P):
+                Dm[m, q] = Dm[m, q] * mom + g[q] * mk[m, q] * lr
+                th[m, q] = th[m, q] + Dm[m, q] * tr
+            for j in range(H):
+                Sm[m, 1 + j], Sm[m, 1 + H + j] = h[j], c[j]
+            # protocol: the stream moves on; it ends at an error, its units to reach, or the step budget
+            fidx[m] += M
+            slen[m] += 1
+            if endb[m] and ok[m]:
+                units[m] += 1
+            done_u[m] = units[m] >= mode[0, m]
+            if train[m]:
+                left[m] -= 1
+            out_b[m] = left[m] <= 0
+            ends[m] = (not ok[m]) or done_u[m] or out_b[m]
+            if any_nmsd and endb[m] and nmsd_m[m] and train[m]:
+                for j in range(2 * H):
+                    Sm[m, 1 + j] = Sm[m, 1 + j] * 0.0
+                for u in range(3):
+                    for j in range(H):
+                        for k in range(n_s):
+                            Ss[m, u, j, k] = Ss[m, u, j, k] * 0.0
+            any_end = any_end or ends[m]
+        if not any_end:
+            continue
+        # stream ends: Python's when a model needs it (Online.look(), curve bins, budgets, refills), else here
+        for m in range(M):
+            if not ends[m]:
+                continue
+            tr = train[m]
+            n_tr = streams[m] + (1 if tr else 0)
+            if done_u[m] or (out_b[m] and tr) or not abs(pred[m]) < 1e150 or \
+                    (n_tr >= next_stop[m] and (not tr or final[m] or n_tr >= max_streams[m])) or \
+                    (any_delays and tr and starts[(fidx[m] - M) % LS] > refill_f[m]):
+                _put_back(theta, D, S, Sens, th, Dm, Sm, Ss)
+                return n, True
+        for m in range(M):
+            if not ends[m]:
+                continue
+            tr = train[m]
+            untested = any_paper and tr and paper[m] and not done_u[m]
+            if tr and streams[m] + 1 >= next_stop[m]:        # a power of two: the curve's bin closes before it
+                nn, bits = streams[m] + 1, 0
+                while nn >> bits:
+                    bits += 1
+                if nn & (nn - 1) == 0 and nn > 1:
+                    curve_max[bits - 2, m], curve_run[bits - 2, m], curve_sum[bits - 2, m] = \
+                        cur_max[m], cur_run[m], cur_sum[m]
+                    cur_max[m], cur_run[m], cur_sum[m] = 0, 0, 0
+                next_stop[m] = min(1 << bits, max_streams[m])
+            if tr:
+                streams[m] += 1
+                steps[m] += slen[m]
+                cur_run[m] = max(cur_run[m], slen[m])
+                cur_sum[m] += slen[m]
+                cur_max[m] = max(cur_max[m], units[m])
+                if any_delays:
+                    trf[m] = starts[(fidx[m] - M) % LS]
+            out_b[m] = out_b[m] and tr
+            train[m] = (not tr) or untested
+            if tr:
+                fidx[m] = test_f[m]
+            if (not tr) or untested:
+                fidx[m] = trf[m]
+            units[m], slen[m] = 0, 0
+            for j in range(2 * H):
+                Sm[m, 1 + j] = Sm[m, 1 + j] * 0.0
+            for u in range(3):
+                for j in range(H):
+                    for k in range(n_s):
+                        Ss[m, u, j, k] = Ss[m, u, j, k] * 0.0
+            last_max[m], err_max[m] = err_max[m], 0.0
+            for r in range(3):
+                mode[r, m] = mode_train[r, m] if train[m] else mode_test[r, m]
+    _put_back(theta, D, S, Sens, th, Dm, Sm, Ss)
+    return n, False
+
+
+_COMPILED = []
+
+
+def compiled_kernel():
+    """online_kernel() compiled by numba (once per process; numba caches it on disk)."""
+    if not _COMPILED:
+        global _put_back
+        _put_back = numba.njit(cache=True, nogil=True)(_put_back)
+        _COMPILED.append(numba.njit(cache=True, nogil=True)(online_kernel))
+    return _COMPILED[0]
+
 
 
 def state_digest(keys, arrays):
@@ -1700,22 +1945,23 @@ def online_grads(params, net, x, y):
 STOP = []   # signals a running online job received: it checkpoints and stops at its next chunk
 
 
-def train_online(jobs, log=None, ckpt=None, every=None, chunk=2000, specs=None, other_code=False):
+def train_online(jobs, log=None, ckpt=None, every=None, chunk=2000, specs=None, other_code=False, engine="numpy"):
     """Online learning of jobs [(cfg, seed)] of one network shape (each its own task, recipe and stream) through one
     time loop; returns ([result] in the order of jobs, seconds spent). With ckpt a path it resumes from it if it
     exists, writes it every `every` seconds (CHECKPOINT_EVERY) and when a signal arrives (STOP), then raises
     Interrupted (other_code: a checkpoint of another module version is taken, see Online.restore). log(str):
-    progress lines. specs: the jobs' Specs, if not spec_of()'s (tests set weights by hand)."""
+    progress lines. specs: the jobs' Specs, if not spec_of()'s (tests set weights by hand). engine: "numpy" or
+    "numba" (online_kernel())."""
     every = CHECKPOINT_EVERY if every is None else every
     cfg0 = jobs[0][0]
     H = cfg0.hidden
     specs = specs or [spec_of(cfg, seed) for cfg, seed in jobs]
     if ckpt and os.path.exists(ckpt):
-        eng = Online.restore(ckpt, H, specs, cfg0.dtype, other_code)
+        eng = Online.restore(ckpt, H, specs, cfg0.dtype, other_code, engine)
         if log:
             log(f"resuming {ckpt}: {len(eng.done)} of {len(specs)} models done, {eng.elapsed:.0f}s in")
     else:
-        eng = Online(H, specs, cfg0.dtype)
+        eng = Online(H, specs, cfg0.dtype, engine)
     t0, e0 = time.perf_counter(), eng.elapsed
     tasks, cells = (list(dict.fromkeys(f(c) for c, _ in jobs)) for f in (task_label, lambda c: cell_name(c.peep,
                                                                                                           c.forget)))
@@ -1862,7 +2108,8 @@ def grid_job(cfg, seeds, online=None):
     if isinstance(cfg, list) or cfg.learner == "rtrl":
         o = online or {}
         return online_job(cfg if isinstance(cfg, list) else [cfg] * len(seeds), seeds, o.get("ckpt"),
-                          print if o.get("log") else None, o.get("every"), o.get("append", False))
+                          print if o.get("log") else None, o.get("every"), o.get("append", False),
+                          o.get("engine", "numpy"))
     t0 = time.perf_counter()
     trained = train_many(cfg, seeds)
     wall, code, out = (time.perf_counter() - t0) / len(seeds), CODE, []
@@ -1891,12 +2138,12 @@ def second_test(params, cfg):
             "passed": units >= cfg.test_units}
 
 
-def online_job(cfgs, seeds, ckpt=None, log=None, every=None, other_code=False):
+def online_job(cfgs, seeds, ckpt=None, log=None, every=None, other_code=False, engine="numpy"):
     """grid_job() of an online job: train_online(), then each model's final weights re-scored as train_many()
     scores its models (evaluate() on the test stream, PFG's long run included), and a passed MSD-stream model
     on a second test stream (second_test()); the learner's record is run["online"] (train_online()'s result
     without the weights)."""
-    results, elapsed = train_online(list(zip(cfgs, seeds)), log, ckpt, every, other_code=other_code)
+    results, elapsed = train_online(list(zip(cfgs, seeds)), log, ckpt, every, other_code=other_code, engine=engine)
     out = []
     for cfg, seed, r in zip(cfgs, seeds, results):
         if r["outcome"] == "diverged":
@@ -2153,6 +2400,12 @@ class Journal:
             headers, records, good = read_journal(path)
             last = headers[-1]
             same = (last.get("grid_hash"), last.get("code")) == (header["grid_hash"], header["code"])
+            if same and last.get("engine") != header.get("engine"):     # another engine: other bits
+                if not append:
+                    raise BadGrid(f"--out {path} was trained by the {last.get('engine') or 'numpy'} engine: --engine "
+                                  f"{last.get('engine') or 'numpy'} to resume it, or --append to go on with "
+                                  f"{header.get('engine')}")
+                same = False
             if not same and not append:
                 raise BadGrid(f"--out {path} holds another grid or code version (grid {last.get('grid_hash')}, code "
                               f"{last.get('code')}; this command: grid {header['grid_hash']}, code {header['code']})"
@@ -2202,7 +2455,7 @@ def batch_jobs(todo, models=None):
 ONLINE_MODELS = 256   # models of one online job (one time loop), by default: see bench/bench_online.py
 
 
-def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False, append=False):
+def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False, append=False, engine="numpy"):
     """Online jobs [(k, cfg, seed)] of the whole grid (done ones included, so a resumed grid forms the same
     batches) grouped by architecture and H: models of different cells, tasks, recipes and output units share a
     time loop. Returns the batches [(ks, cfgs, seeds, grid_job's online options)] that hold a job not in `done`
@@ -2226,7 +2479,7 @@ def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False
         name = hashlib.sha256("\n".join(job_key(c, s) for _, c, s in b).encode()).hexdigest()[:16]
         path = paths.get(min(k for k, _, _ in b)) or (os.path.join(ckpt_dir, name + ".npz") if ckpt_dir else None)
         batches.append(([k for k, _, _ in b], [c for _, c, _ in b], [s for _, _, s in b],
-                        {"ckpt": path, "every": every, "log": log, "append": append}))
+                        {"ckpt": path, "every": every, "log": log, "append": append, "engine": engine}))
     return sorted(batches, key=lambda b: b[0][0])
 
 
@@ -2264,7 +2517,7 @@ MODELS_PER_PROCESS = lambda cfg: 16 if cfg.hidden * (1 if cfg.task in GENERATION
 
 
 def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=None, grid=None, log=print,
-             quiet=False, models=None, checkpoint_every=None):
+             quiet=False, models=None, checkpoint_every=None, engine="numpy"):
     """Train jobs [(cfg, seed)] and return [grid_job result or journal record] in the input order. Jobs that
     differ only in their seed train together, `models` at a time (batch_jobs); each model's result is bit-identical
     to training it alone.
@@ -2281,6 +2534,8 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
         grid_hash = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
         header = {"kind": "header", "grid": grid, "grid_hash": grid_hash, "code": CODE, "n_jobs": n,
                   "started": time.strftime("%Y-%m-%d %H:%M:%S"), **versions()}
+        if any(cfg.learner == "rtrl" for cfg, _ in jobs):
+            header["engine"] = engine
         journal = Journal(out, header, resume, append)
         for k, (cfg, seed) in enumerate(jobs):
             results[k] = journal.done.get(job_key(cfg, seed))
@@ -2291,7 +2546,8 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
     online = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if cfg.learner == "rtrl"]
     batches = batch_jobs([j for j in todo if j[1].learner != "rtrl"], models) + \
         online_batches(online, {k for k in range(n) if results[k] is not None}, models,
-                       os.path.abspath(out) + ".ckpt" if journal else None, checkpoint_every, not quiet, append)
+                       os.path.abspath(out) + ".ckpt" if journal else None, checkpoint_every, not quiet, append,
+                       engine)
     ckpts = {tuple(b[0]): b[3]["ckpt"] for b in batches if b[3]}
     t0, n_done, n_todo = time.perf_counter(), n - len(todo), len(todo)
     here = CODE
@@ -3193,6 +3449,9 @@ def build_parser():
     grid.add_argument("--checkpoint-every", type=positive_float, metavar="SECONDS", help="online jobs "
                       f"(--learner rtrl) beside an --out X.jsonl journal: seconds between checkpoints in X.jsonl.ckpt/ "
                       f"(default {CHECKPOINT_EVERY:.0f}; also at SIGTERM and SIGINT)")
+    grid.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help="the online learner's (--learner "
+                      "rtrl) time loop: numba, compiled (requirements-fast.txt), or numpy (default: numba when it "
+                      f"imports, here {DEFAULT_ENGINE})")
     grid.add_argument("--models", type=positive_int, help="models of one setting trained through one time loop per "
                       "process (default: 16 when hidden x batch <= 16, else 1); results do not depend on it")
     io = ap.add_argument_group("files and modes")
@@ -3442,6 +3701,11 @@ def main(argv=None):
     except BadGrid as e:
         ap.error(str(e))
     cfg0 = jobs[0][0]
+    online = [cfg for cfg, _ in jobs if cfg.learner == "rtrl"]
+    if a.engine == "numba" and online and not numba:
+        ap.error("--engine numba needs numba: pip install -r requirements-fast.txt (or --engine numpy)")
+    if a.engine == "numba" and any(cfg.dtype != "float64" for cfg in online):
+        ap.error("--engine numba computes in float64: drop --dtype float32, or --engine numpy")
     journal = a.out if a.out and a.out.endswith(".jsonl") else None
     if not a.grid:
         print(describe(cfg0))
@@ -3460,7 +3724,7 @@ def main(argv=None):
                 raise Interrupted("interrupted: nothing written") from None
         else:
             results = run_grid(jobs, a.workers, journal, a.resume, a.append, a.scheduler, grid=grid, quiet=a.quiet,
-                               models=a.models, checkpoint_every=a.checkpoint_every)
+                               models=a.models, checkpoint_every=a.checkpoint_every, engine=a.engine)
     except Diverged as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1

@@ -1389,8 +1389,11 @@ def grid_speed(journals, outdir, bench):
     a1.set_yticks(y, names, fontsize=8)
     a1.set_xlabel("wall time of the loop (hours, one core)")
     a1.set_xlim(0, top * (1.05 if all(r["wall_s"] / 3600 >= 0.5 * top for r in loops) else 1.6))
-    a2.loglog([r["M"] for r in ref], [r["us_per_model_step"] for r in ref], "o-", color="0.6",
-              label="benchmark (bench_online.py)")
+    for engine, style in (("numpy", "o-"), ("numba", "s--")):
+        rows = [r for r in ref if r.get("engine", "numpy") == engine]
+        if rows:
+            a2.loglog([r["M"] for r in rows], [r["us_per_model_step"] for r in rows], style, color="0.6", ms=4,
+                      label=f"benchmark, {engine} engine (bench_online.py)")
     a2.loglog([r["models"] for r in loops], [r["us_per_model_step"] for r in loops], "D", color="tab:blue",
               label="grid loops (journals)")
     a2.set_xlabel("models in the loop")

@@ -1,11 +1,12 @@
-"""Speed of the online learner (--learner rtrl): microseconds per model-step by batch size M, one core.
+"""Speed of the online learner (--learner rtrl): microseconds per model-step by batch size M and engine, one core.
 
-    python3 bench/bench_online.py          # M = 1 ... 1024 for the one-cell network, and H = 8; about 2 minutes
+    python3 bench/bench_online.py          # M = 1 ... 1024 for the one-cell network, and H = 8; both engines; ~4 min
 
 Each row builds an online job of M one-cell peephole models on GTS F = 10 with the paper's recipe (the paper's
 initialisation, lr 1e-5, momentum 0.999), runs 500 steps to warm up, then times `steps` steps of the loop (the
 models' training and test streams, every end of a stream and the Python looks included): the median of 7 repeats,
-the batch sizes interleaved. A model-step is one step of one model, training or test.
+the batch sizes and engines interleaved (numba's compiled engine, when numba imports, is compiled before the first
+repeat). A model-step is one step of one model, training or test.
 These first steps are the paper's plateau, where training streams end after one period: the costliest phase per
 step (a stream ends somewhere in the batch at almost every step). The row at M = 1 is the cost of one pass through
 the loop's NumPy calls; `calls` counts them (np.* calls per step at M = 1, the three reads of the streams (array
@@ -25,9 +26,9 @@ import timing_counting_spikes as tcs  # noqa: E402
 STEPS = lambda M: max(300, min(3000, 300000 // M))   # timed steps of a batch of M models
 
 
-def job(M, H):
+def job(M, H, engine="numpy"):
     cfg = tcs.Config(task="gts", arch="paper", init="paper", learner="rtrl", hidden=H)
-    return tcs.Online(H, [tcs.spec_of(cfg, s) for s in range(M)])
+    return tcs.Online(H, [tcs.spec_of(cfg, s) for s in range(M)], engine=engine)
 
 
 def advance(eng, steps):
@@ -72,25 +73,34 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "bench_online.json"))
     ap.add_argument("--repeats", type=int, default=7)
     a = ap.parse_args()
+    engines = ("numpy", "numba") if tcs.numba else ("numpy",)
+    if tcs.numba:
+        advance(job(2, 1, "numba"), 10)                # compiled (or loaded from numba's cache) before timing
     rows = []
     for H, Ms in ((1, (1, 16, 64, 256, 1024)), (8, (1, 64, 256))):
         calls = calls_per_step(H)
-        times = {M: [] for M in Ms}
-        for _ in range(a.repeats):                     # the batch sizes interleaved: drift hits them alike
+        times = {(M, e): [] for M in Ms for e in engines}
+        for _ in range(a.repeats):                     # batch sizes and engines interleaved: drift hits them alike
             for M in Ms:
-                eng = job(M, H)
-                advance(eng, 500)
-                t = time.perf_counter()
-                n = advance(eng, STEPS(M))
-                times[M].append((time.perf_counter() - t) / n * 1e6)
+                for e in engines:
+                    eng = job(M, H, e)
+                    advance(eng, 500)
+                    steps = STEPS(M) * (10 if e == "numba" else 1)
+                    t = time.perf_counter()
+                    n = advance(eng, steps)
+                    times[M, e].append((time.perf_counter() - t) / n * 1e6)
         for M in Ms:
-            us = statistics.median(times[M])
-            lo, hi = min(times[M]) / M, max(times[M]) / M
-            rows.append({"H": H, "M": M, "steps": STEPS(M), "repeats": a.repeats, "us_per_step": us,
-                         "us_per_model_step": us / M, "range_us_per_model_step": [lo, hi], "calls_per_step": calls})
-            print(f"H={H} M={M:5d}  {us:8.1f} us/step  {us / M:7.3f} us/model-step  (range {lo:.3f}-{hi:.3f}; "
-                  f"{calls:.0f} np calls/step at M = 1)")
-    tcs.write_json(a.out, {"rows": rows, **tcs.versions(), "code": tcs.CODE, "date": time.strftime("%Y-%m-%d")})
+            for e in engines:
+                us = statistics.median(times[M, e])
+                lo, hi = min(times[M, e]) / M, max(times[M, e]) / M
+                rows.append({"H": H, "M": M, "engine": e, "steps": STEPS(M) * (10 if e == "numba" else 1),
+                             "repeats": a.repeats, "us_per_step": us, "us_per_model_step": us / M,
+                             "range_us_per_model_step": [lo, hi], "calls_per_step": calls if e == "numpy" else None,
+                             "speedup": statistics.median(times[M, "numpy"]) / us})
+                print(f"H={H} M={M:5d} {e:5s}  {us:8.1f} us/step  {us / M:7.3f} us/model-step  (range {lo:.3f}-"
+                      f"{hi:.3f})  {rows[-1]['speedup']:6.1f}x numpy")
+    tcs.write_json(a.out, {"rows": rows, **tcs.versions(), "numba": getattr(tcs.numba, "__version__", None),
+                           "code": tcs.CODE, "date": time.strftime("%Y-%m-%d")})
     print(f"wrote {os.path.relpath(a.out)}")
 
 
