@@ -1209,6 +1209,169 @@ def fig_gts_mechanism(record, mech, path, periods=3):
             "c_max_shown": round(float(np.abs(inner["c"][t, k, 0]).max()), 3)}
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The online learner's recipe search: learning rate x momentum per task family -> results/recipe_search.json,
+# viz/recipe_search.png, and every pass's margin to the tolerance -> viz/pass_margins.png
+# ----------------------------------------------------------------------------------------------------------------
+
+def recipe_key(config):
+    """A search record's recipe: (learning rate, momentum)."""
+    return float(config["lr"]), float(config["momentum"])
+
+
+def paper_distance(lr, momentum, task):
+    """How far a recipe is from the paper's (lr 1e-5 and the task's momentum): decades of the learning rate plus
+    decades of 1 - momentum, the momentum's time scale (momentum 0 counts as 1 - momentum = 1)."""
+    paper_m = tcs.RTRL_MOMENTUM[task]
+    return abs(math.log10(lr / tcs.RTRL_DEFAULTS["lr"])) + abs(math.log10((1 - momentum) / (1 - paper_m)))
+
+
+def recipe_search(journals, outdir, out_json):
+    """The recipe search's table per task family (GTS, PFG, the MSD stream): per recipe and cell the models that
+    passed, their steps to the first pass and their margins, and the searched recipe: the most passes over both
+    cells, ties to the recipe nearest the paper's. Writes out_json, viz/recipe_search.png and pass_margins.png;
+    returns the Markdown."""
+    groups = {}
+    for path in journals:
+        for r in tcs.read_journal(path)[1]:
+            if r["config"].get("learner") != "rtrl":
+                continue
+            fam = setting_name(r["config"])
+            groups.setdefault(fam, {}).setdefault(recipe_key(r["config"]), {}).setdefault(r["cell"], []).append(r)
+    if not groups:
+        raise tcs.BadGrid(f"no online runs in {', '.join(journals)}")
+    out, md = {"journals": list(journals), "families": {}}, []
+    for fam in sorted(groups, key=setting_order):
+        recipes, task = groups[fam], fam.split()[0]
+        tol = tcs.TASKS[task].tol
+        rows = []
+        for (lr, mom), cells in sorted(recipes.items()):
+            row = {"lr": lr, "momentum": mom, "distance_to_paper": round(paper_distance(lr, mom, task), 3)}
+            for cell, recs in sorted(cells.items(), key=lambda kv: CELL_ORDER.index(kv[0])):
+                on = [x["run"]["online"] for x in recs if x["kind"] == "run"]
+                passes = [o for o in on if o["outcome"] == "passed"]
+                worst = [o["test_max_error"] for o in passes]
+                row[cell] = {"models": len(recs), "diverged": len(recs) - len(on), "passed": len(passes),
+                             "training_successes": sum(o["first_train_success"] is not None for o in on),
+                             "steps_to_first_pass": sorted(o["first_pass"]["steps"] for o in passes),
+                             "test_max_error": sorted(worst), "at_0.15": sum(w < tcs.STRICT_TOL for w in worst),
+                             "within_0.01": sum(tol - w < 0.01 for w in worst),
+                             "second_stream": sum(o["second_test"]["passed"] for o in passes if "second_test" in o)}
+            rows.append(row)
+        cells = [c for c in CELL_ORDER if any(c in r for r in rows)]
+        total = lambda r: sum(r[c]["passed"] for c in cells if c in r)
+        best = min(rows, key=lambda r: (-total(r), r["distance_to_paper"]))
+        out["families"][fam] = {"tolerance": tol, "rows": rows, "searched": {"lr": best["lr"],
+                                "momentum": best["momentum"], "passed": total(best)} if total(best) else None}
+        moms = sorted({r["momentum"] for r in rows})
+        md += [f"{fam} (tolerance {tol}): models passed of those run, {' / '.join(cells)}; a diverged model "
+               "counts as not passed", "",
+               "| lr \\ momentum | " + " | ".join(f"{m:g}" for m in moms) + " |",
+               "|---:|" + "---:|" * len(moms)]
+        for lr in sorted({r["lr"] for r in rows}):
+            cellv = []
+            for m in moms:
+                r = next((x for x in rows if x["lr"] == lr and x["momentum"] == m), None)
+                v = " / ".join(f"{r[c]['passed']}/{r[c]['models']}" for c in cells) if r else "–"
+                cellv.append(f"**{v}**" if r is best and total(best) else v)
+            md.append(f"| {lr:g} | " + " | ".join(cellv) + " |")
+        md.append("")
+        md.append(f"Searched recipe: lr {best['lr']:g}, momentum {best['momentum']:g} ({total(best)} passes)"
+                  if total(best) else "Searched recipe: none (no recipe passed a model)")
+        md.append("")
+    for fam, f in out["families"].items():
+        passes = [(r["lr"], r["momentum"], c, r[c]) for r in f["rows"] for c in CELL_ORDER if c in r and r[c]["passed"]]
+        if passes:
+            md += [f"{fam}, the recipes that passed: per cell the passes, at 0.15 / within 0.01 of the tolerance"
+                   + (" / on the second stream" if fam.startswith("delays") else "") + ", steps to the first pass "
+                   "(median [range]) and the passes' largest |error|", "",
+                   "| lr | momentum | cell | passed | of them | steps to the first pass | largest \\|error\\| |",
+                   "|---:|---:|---|---:|---:|---:|---:|"]
+            for lr, m, c, x in passes:
+                st, w = x["steps_to_first_pass"], x["test_max_error"]
+                extra = f" / {x['second_stream']}" if fam.startswith("delays") else ""
+                md.append(f"| {lr:g} | {m:g} | {c} | {x['passed']}/{x['models']} | {x['at_0.15']} / {x['within_0.01']}"
+                          f"{extra} | {np.median(st) / 1e6:.2f} M [{st[0] / 1e6:.2f}–{st[-1] / 1e6:.2f}] "
+                          f"| {np.median(w):.3f} [{w[0]:.3f}–{w[-1]:.3f}] |")
+            md.append("")
+    tcs.write_json(out_json, out)
+    fig_recipe_search(out, os.path.join(outdir, "recipe_search.png"))
+    margins = fig_pass_margins(journals, os.path.join(outdir, "pass_margins.png"))
+    add_facts(outdir, recipe_search={"journals": list(journals), "searched": {f: v["searched"] for f, v in
+                                                                            out["families"].items()}},
+              pass_margins=margins)
+    return "\n".join(md).rstrip()
+
+
+def fig_recipe_search(res, path):
+    """One panel per task family and cell: the models passed per learning rate (rows) and momentum (columns)."""
+    fams = list(res["families"])
+    cells = [c for c in CELL_ORDER if any(c in r for f in fams for r in res["families"][f]["rows"])]
+    fig, axes = plt.subplots(len(fams), len(cells), figsize=(3.6 * len(cells) + 1.2, 2.7 * len(fams) + 0.8),
+                             layout="constrained", squeeze=False)
+    top = max([r[c]["models"] for f in fams for r in res["families"][f]["rows"] for c in cells if c in r] or [1])
+    for row, fam in zip(axes, fams):
+        rows = res["families"][fam]["rows"]
+        lrs, moms = sorted({r["lr"] for r in rows}), sorted({r["momentum"] for r in rows})
+        for ax, cell in zip(row, cells):
+            grid = np.full((len(lrs), len(moms)), np.nan)
+            for r in rows:
+                if cell in r:
+                    grid[lrs.index(r["lr"]), moms.index(r["momentum"])] = r[cell]["passed"]
+            im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=top, origin="lower", aspect="auto")
+            for (a, b), v in np.ndenumerate(grid):
+                if v == v:
+                    ax.text(b, a, f"{int(v)}", ha="center", va="center", fontsize=8,
+                            color="white" if v < 0.6 * top else "black")
+            ax.set_xticks(range(len(moms)), [f"{m:g}" for m in moms], fontsize=7.5)
+            ax.set_yticks(range(len(lrs)), [f"{x:g}" for x in lrs], fontsize=7.5)
+            ax.set_title(f"{fam}, {cell}", fontsize=9)
+            ax.set_xlabel("momentum", fontsize=8)
+            ax.set_ylabel("learning rate", fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label=f"models that passed (of {top})")
+    fig.suptitle("The online learner's recipe search under the paper's success rule: passes per recipe",
+                 fontsize=10)
+    save(fig, path)
+
+
+def fig_pass_margins(journals, path):
+    """Every passed online model's largest |error| over its passing test, against its task's tolerance (and the
+    stricter 0.15), per setting and cell, the recipe as its marker's label. Returns the numbers shown."""
+    pts = []
+    for p in journals:
+        for r in tcs.read_journal(p)[1]:
+            o = r["run"].get("online") if r["kind"] == "run" else None
+            if o and o["outcome"] == "passed" and o.get("test_max_error") is not None:
+                pts.append({"setting": setting_name(r["config"]), "cell": r["cell"], "seed": r["seed"],
+                            "lr": r["config"]["lr"], "momentum": r["config"]["momentum"],
+                            "test_max_error": o["test_max_error"], "tolerance": tcs.TASKS[r["config"]["task"]].tol})
+    fig, ax = plt.subplots(figsize=(8.5, 3.2 + 0.1 * len(pts)), layout="constrained")
+    labels = sorted({(p["setting"], p["cell"]) for p in pts}, key=lambda k: (setting_order(k[0]),
+                                                                              CELL_ORDER.index(k[1])))
+    for y, (s, c) in enumerate(labels):
+        mine = [p for p in pts if (p["setting"], p["cell"]) == (s, c)]
+        ax.plot([p["test_max_error"] for p in mine], [y] * len(mine), "o", color=COLORS[c], ms=5, alpha=0.7,
+                label=c)
+        ax.plot([mine[0]["tolerance"]] * 2, [y - 0.4, y + 0.4], color="black", lw=1.5,
+                label="the task's tolerance")
+    ax.axvline(tcs.STRICT_TOL, color="0.5", ls="--", lw=1, label=f"the paper's stricter {tcs.STRICT_TOL}")
+    ax.set_yticks(range(len(labels)), [f"{s}, {c}" for s, c in labels], fontsize=8)
+    ax.set_xlim(0, 0.55)
+    ax.set_xlabel("largest |pred − y| over the passing 1000-unit test")
+    handles = {}
+    for h, lab in zip(*ax.get_legend_handles_labels()):
+        handles.setdefault(lab, h)
+    ax.legend(handles.values(), handles.keys(), fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False)
+    ax.set_title(f"Every passed model's margin: {len(pts)} passes" if pts else "No pass recorded a margin",
+                 fontsize=9.5)
+    if not labels:
+        ax.set_yticks([])
+    save(fig, path)
+    return pts
+
+
+
 def same_numbers(a, b, rel=1e-9):
     """a and b (JSON values) equal, their floats to a relative rel: what another CPU's last digits leave alone."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -1434,11 +1597,16 @@ def main(argv=None):
                     "journals of the online learner")
     ap.add_argument("--grid-speed", metavar="JOURNAL", nargs="+", help="instead: viz/grid_speed.png, the wall time "
                     "and µs per model-step of every loop of the online learner in grid journals, beside --bench")
+    ap.add_argument("--recipe-search", metavar="JOURNAL", nargs="+", help="instead: the online learner's recipe "
+                    "search (learning rate x momentum per task family): its tables, results/recipe_search.json, "
+                    "viz/recipe_search.png and viz/pass_margins.png")
+    ap.add_argument("--search-out", default=os.path.join("results", "recipe_search.json"), help="with "
+                    "--recipe-search: where its JSON goes (default results/recipe_search.json)")
     ap.add_argument("--bench", default=os.path.join(ROOT, "results", "bench_online.json"), help="with --grid-speed: "
                     "the benchmark to compare with (default: results/bench_online.json of this repository)")
     a = ap.parse_args(argv)
     for option, mode in (("sweep", "failing"), ("bench", "grid_speed"), ("claims_out", "claims"),
-                         ("timers_out", "questions")):      # an option of a mode, given without it, is a mistake
+                         ("timers_out", "questions"), ("search_out", "recipe_search")):      # an option of a mode, given without it, is a mistake
         if getattr(a, option) != ap.get_default(option) and not getattr(a, mode):
             flag = lambda dest: "--" + dest.replace("_", "-")
             ap.error(f"{flag(option)} goes with {flag(mode)}")
@@ -1469,6 +1637,10 @@ def main(argv=None):
             print(f"{r['journal']}: {r['models']} models ({r['finished']} ran to a pass or their budget"
                   + (f", the other {rest} diverged" if rest else "") + f"), {r['wall_s'] / 3600:.2f} h, "
                   f"{r['model_steps']:,} model-steps, {r['us_per_model_step']:.3f} µs per model-step")
+        return 0
+    if a.recipe_search:
+        print(from_journals("--recipe-search", a.recipe_search,
+                            lambda: recipe_search(a.recipe_search, a.outdir, a.search_out)))
         return 0
     if a.online_curves:
         path, shown = from_journals("--online-curves", a.online_curves,

@@ -335,3 +335,31 @@ def test_grid_speed_from_journals(tmp_path):
     bad = run("visualize_timing_counting_spikes.py", "--grid-speed", str(bptt), "--outdir", str(tmp_path / "v2"))
     assert bad.returncode == 2 and "no finished online runs" in bad.stderr and bad.stderr.count("\n") == 1
     assert not (tmp_path / "v2").exists()
+
+
+def test_the_recipe_search_table_picks_the_most_passes_then_the_recipe_nearest_the_papers(tmp_path):
+    """Two recipes with two passes each: the one nearer the paper's (lr 1e-5, GTS momentum 0.999) is the searched
+    recipe; margins count at 0.15 and within 0.01 of the tolerance; the figures are written."""
+    recs = []
+    for lr, mom, passing in ((1e-3, 0.9, 2), (1e-4, 0.99, 2), (1e-5, 0.999, 0)):
+        for seed in range(4):
+            for cell in ("peephole", "vanilla"):
+                passed = cell == "vanilla" and seed < passing
+                r = online_record("gts", cell, seed, passed, lr=lr, first_steps=(seed + 1) * 10 ** 6, F=10,
+                                  momentum=mom, protocol="paper")
+                r["run"]["online"].update(first_train_success=None, test_max_error=0.1 if seed == 0 else 0.485)
+                recs.append(r)
+    path = tmp_path / "s.jsonl"
+    header = {"kind": "header", "grid_hash": "hand-made", "code": "hand-made", "n_jobs": len(recs)}
+    path.write_text("\n".join(json.dumps(r) for r in [header, *recs]) + "\n")
+    md = viz.recipe_search([str(path)], str(tmp_path), str(tmp_path / "rs.json"))
+    res = json.loads((tmp_path / "rs.json").read_text())["families"]["gts F=10"]
+    assert res["searched"] == {"lr": 1e-4, "momentum": 0.99, "passed": 2}
+    row = next(r for r in res["rows"] if r["lr"] == 1e-4)
+    assert row["vanilla"]["at_0.15"] == 1 and row["vanilla"]["within_0.01"] == 1 and row["peephole"]["passed"] == 0
+    assert "Searched recipe: lr 0.0001, momentum 0.99 (2 passes)" in md and "| 0.0001 | 0.99 | vanilla | 2/4 |" in md
+    for name in ("recipe_search", "pass_margins"):
+        im = np.asarray(Image.open(tmp_path / f"{name}.png").convert("L"))
+        assert im.shape[0] > 200 and im.std() > 10
+    facts = json.loads((tmp_path / "facts.json").read_text())
+    assert len(facts["pass_margins"]) == 4 and facts["recipe_search"]["searched"]["gts F=10"]["lr"] == 1e-4

@@ -213,7 +213,8 @@ def straight_grid(tmp_path_factory):
     d = tmp_path_factory.mktemp("straight")
     grid = d / "g.json"
     grid.write_text(json.dumps(ONLINE_GRID))
-    r = cli("--grid", str(grid), "--out", str(d / "straight.jsonl"), "--workers", "1", "--quiet")
+    r = cli("--grid", str(grid), "--out", str(d / "straight.jsonl"), "--workers", "1", "--quiet",
+            "--engine", "numpy")
     assert r.returncode == 0, r.stderr
     return grid, journal_runs(str(d / "straight.jsonl")), str(d / "straight.jsonl")
 
@@ -236,7 +237,7 @@ def test_a_killed_online_grid_resumes_to_the_same_bits(tmp_path, straight_grid, 
     grid, straight, _ = straight_grid
     out = str(tmp_path / "cut.jsonl")
     cmd = [sys.executable, os.path.join(ROOT, "timing_counting_spikes.py"), "--grid", str(grid), "--out", out,
-           "--workers", "1", "--quiet", "--checkpoint-every", "0.5"]
+           "--workers", "1", "--engine", "numpy", "--quiet", "--checkpoint-every", "0.5"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpt_dir = out + ".ckpt"
     t0 = time.time()
@@ -439,5 +440,5 @@ def test_a_stale_checkpoint_beside_a_finished_journal_is_not_reported_as_running
     (d / ".tmp-x.npz").write_bytes(b"cut")
     r = cli("--report", str(out))
     assert r.returncode == 0 and "running" not in r.stdout and "passed the test" in r.stdout, r.stderr
-    r = cli("--grid", str(grid), "--out", str(out), "--quiet", "--resume")
+    r = cli("--grid", str(grid), "--out", str(out), "--quiet", "--resume", "--engine", "numpy")
     assert r.returncode == 0 and not os.listdir(d), r.stderr           # a finished grid cleans them away
