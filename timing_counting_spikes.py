@@ -203,8 +203,9 @@ def stream_score(pred, s, tol, need, periodic):
     error-free run from the start; success: at least `need` units error-free; rmse over the whole run; for the
     generation tasks the measured period of the output."""
     first, units = first_errors(pred[:, None], s, tol)
-    m = {"run_units": int(units[0]), "run_steps": int(first[0]), "success": bool(units[0] >= need),
-         "rmse": float(np.sqrt(np.mean((pred - s.y[:, 0]) ** 2)))}
+    with np.errstate(over="ignore", invalid="ignore"):            # a diverging free run's rmse is inf or nan
+        rmse = float(np.sqrt(np.mean((pred - s.y[:, 0]) ** 2)))
+    m = {"run_units": int(units[0]), "run_steps": int(first[0]), "success": bool(units[0] >= need), "rmse": rmse}
     if periodic:
         m["period"] = measured_period(pred)
     return m
