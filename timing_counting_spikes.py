@@ -1120,9 +1120,9 @@ class Online:
     non-finite output is an error) or after TRAIN_UNITS error-free units (a training success); the weights move at
     every one of its steps. Then the frozen model runs its test stream from the zero state until its first error or
     test_units units: a pass, and the model stops. Under the paper's protocol (PROTOCOLS) the test runs only after a
-    training success, under "every-stream" after every training stream. Every stream records its largest |pred - y|
-    (err_max; last_max: of the stream that ended last), so a pass knows its margin to tol. A model also stops after the test of
-    its max_streams-th training stream, after the test of the stream its max_steps-th training step cut short, or
+    training success, under "every-stream" after every training stream. Every stream records its largest
+    |pred - y| (err_max; last_max: of the stream that ended last), so a pass knows its margin to tol. A model also
+    stops after the test of its max_streams-th training stream, after the test of the stream its max_steps-th training step cut short, or
     when its weights turn non-finite (diverged). A frozen model's gradient is computed and multiplied by 0: a test
     whose state overflows leaves non-finite momentum, and the model diverges at its next training step."""
 
@@ -2272,8 +2272,9 @@ NO_WORKER_WAIT = 120.0   # seconds a grid on a dask cluster waits for a worker b
 
 def execute(batches, workers=1, scheduler=None):
     """Yield (ks, grid_job results) for batches [(ks, cfg, seeds, online)] as they finish: in this process
-    (workers == 1), on spawned worker processes (_pool), or on the dask.distributed cluster at `scheduler`. Leaving early
-    (an exception, an interrupt, close()) stops the pool's workers or cancels the cluster's futures: no orphans."""
+    (workers == 1), on spawned worker processes (_pool), or on the dask.distributed cluster at `scheduler`. Leaving
+    early (an exception, an interrupt, close()) stops the pool's workers or cancels the cluster's futures: no
+    orphans."""
     if scheduler:
         from dask.distributed import Client, as_completed as completed     # optional: imported for this flag only
         # the job by its module's name, not this script's __main__: dask then sends it by reference, each worker
@@ -3310,7 +3311,8 @@ def named(names):
     """An argparse type: one of names' keys, as its value."""
     def parse(s):
         if s not in names:
-            raise argparse.ArgumentTypeError(f"invalid choice {s!r} (choose from {', '.join(k for k in names if k != 'seed')})")
+            shown = ", ".join(k for k in names if k != "seed")
+            raise argparse.ArgumentTypeError(f"invalid choice {s!r} (choose from {shown})")
         return names[s]
     return parse
 

@@ -1379,9 +1379,9 @@ def margins_markdown(journals):
                     f"| {sum(w < tcs.STRICT_TOL for w in ws)} | {np.median(ws):.3f} [{ws[0]:.3f}–{ws[-1]:.3f}] |")
     if not rows:
         return ""
-    return "\n".join(["| column | setting | passes | of them with a training success before | within 0.01 of the tolerance "
-                      "| below 0.15 | largest \\|error\\|, median [range] |", "|---|---|---:|---:|---:|---:|---:|",
-                      *rows])
+    head = ("| column | setting | passes | of them with a training success before | within 0.01 of the tolerance "
+            "| below 0.15 | largest \\|error\\|, median [range] |")
+    return "\n".join([head, "|---|---|---:|---:|---:|---:|---:|", *rows])
 
 
 def fig_pass_margins(journals, path):
@@ -1486,9 +1486,9 @@ def claims(journals, outdir, out_json):
               "test):\n\n" + first)
     margins = margins_markdown(journals)
     if margins:
-        print("\nThe online learner's passes: how many had a training success before them (the paper's rule needs one right before), "
-              "and how far inside the tolerance they are (their test's largest |error|; a pass from before margins "
-              "were recorded is re-scored by its free run):\n\n" + margins)
+        print("\nThe online learner's passes: how many had a training success before them (the paper's rule needs "
+              "one right before), and how far inside the tolerance they are (their test's largest |error|; a pass "
+              "from before margins were recorded is re-scored by its free run):\n\n" + margins)
     stops = stops_markdown(stats)
     if stops:
         print("\nHow the online learner's models stopped (at the step cap: their recipe's max_steps training "
@@ -1658,7 +1658,8 @@ def main(argv=None):
                     "the benchmark to compare with (default: results/bench_online.json of this repository)")
     a = ap.parse_args(argv)
     for option, mode in (("sweep", "failing"), ("bench", "grid_speed"), ("claims_out", "claims"),
-                         ("timers_out", "questions"), ("search_out", "recipe_search")):      # an option of a mode, given without it, is a mistake
+                         ("timers_out", "questions"), ("search_out", "recipe_search")):
+        # an option of a mode, given without it, is a mistake
         if getattr(a, option) != ap.get_default(option) and not getattr(a, mode):
             flag = lambda dest: "--" + dest.replace("_", "-")
             ap.error(f"{flag(option)} goes with {flag(mode)}")

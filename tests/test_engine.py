@@ -60,7 +60,8 @@ def test_a_pass_a_divergence_and_both_budgets_end_alike():
     msd = tcs.Config(task="delays", arch="paper", init="paper", learner="rtrl", max_streams=40, lr=0.01)
     specs = [dataclasses.replace(tcs.spec_of(pfg, 9), key="passes", tol=10.0, test_units=1),
              dataclasses.replace(tcs.spec_of(pfg, 8), key="diverges", lr=100.0),
-             dataclasses.replace(tcs.spec_of(pfg, 1), key="steps"), dataclasses.replace(tcs.spec_of(msd, 2), key="streams")]
+             dataclasses.replace(tcs.spec_of(pfg, 1), key="steps"),
+             dataclasses.replace(tcs.spec_of(msd, 2), key="streams")]
     runs = {}
     for engine in tcs.ENGINES:
         res, _ = tcs.train_online([(pfg, sp.seed) for sp in specs], specs=specs, engine=engine)
