@@ -1122,8 +1122,8 @@ class Online:
     test_units units: a pass, and the model stops. Under the paper's protocol (PROTOCOLS) the test runs only after a
     training success, under "every-stream" after every training stream. Every stream records its largest
     |pred - y| (err_max; last_max: of the stream that ended last), so a pass knows its margin to tol. A model also
-    stops after the test of its max_streams-th training stream, after the test of the stream its max_steps-th training step cut short, or
-    when its weights turn non-finite (diverged). A frozen model's gradient is computed and multiplied by 0: a test
+    stops after the test of its max_streams-th training stream, after the test of the stream its max_steps-th
+    training step cut short, or when its weights turn non-finite (diverged). A frozen model's gradient is computed and multiplied by 0: a test
     whose state overflows leaves non-finite momentum, and the model diverges at its next training step."""
 
     def __init__(self, H, specs, dtype="float64", engine="numpy"):
