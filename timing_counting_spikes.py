@@ -48,6 +48,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import hashlib
 import importlib
+import importlib.util
 import itertools
 import json
 import math
@@ -1664,15 +1665,12 @@ class Online:
 
 
 # The online learner's compiled engine (--engine numba): the loop of Online._step() as scalar code, time outer and
-# models inner, on the same arrays. Optional: numba compiles it at the first call (a few seconds, then cached).
-# Its tanh is the C library's, which differs from NumPy's in the last bit on some inputs, so its bits differ from
-# the NumPy engine's by rounding (the tests bound how far); journals and checkpoints name the engine.
-try:
-    import numba
-except ImportError:                                   # the NumPy engine needs nothing more
-    numba = None
+# models inner, on the same arrays. Optional: numba is imported and compiles it at the first call (a few seconds,
+# then cached). Its tanh is the C library's, which differs from NumPy's in the last bit on some inputs, so its bits
+# differ from the NumPy engine's by rounding (the tests bound how far); journals and checkpoints name the engine.
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None     # without importing it: every process would pay
 ENGINES = ("numpy", "numba")
-DEFAULT_ENGINE = "numba" if numba else "numpy"
+DEFAULT_ENGINE = "numba" if HAVE_NUMBA else "numpy"
 
 
 def _put_back(theta, D, S, Sens, th, Dm, Sm, Ss):
@@ -1872,6 +1870,7 @@ _COMPILED = []
 def compiled_kernel():
     """online_kernel() compiled by numba (once per process; numba caches it on disk)."""
     if not _COMPILED:
+        import numba
         global _put_back
         _put_back = numba.njit(cache=True, nogil=True)(_put_back)
         _COMPILED.append(numba.njit(cache=True, nogil=True)(online_kernel))
@@ -3705,7 +3704,7 @@ def main(argv=None):
         ap.error(str(e))
     cfg0 = jobs[0][0]
     online = [cfg for cfg, _ in jobs if cfg.learner == "rtrl"]
-    if a.engine == "numba" and online and not numba:
+    if a.engine == "numba" and online and not HAVE_NUMBA:
         ap.error("--engine numba needs numba: pip install -r requirements-fast.txt (or --engine numpy)")
     if a.engine == "numba" and any(cfg.dtype != "float64" for cfg in online):
         ap.error("--engine numba computes in float64: drop --dtype float32, or --engine numpy")

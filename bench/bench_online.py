@@ -13,6 +13,7 @@ the loop's NumPy calls; `calls` counts them (np.* calls per step at M = 1, the t
 methods) left out). Writes results/bench_online.json.
 """
 import argparse
+import importlib.metadata
 import os
 import statistics
 import sys
@@ -73,8 +74,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "bench_online.json"))
     ap.add_argument("--repeats", type=int, default=7)
     a = ap.parse_args()
-    engines = ("numpy", "numba") if tcs.numba else ("numpy",)
-    if tcs.numba:
+    engines = ("numpy", "numba") if tcs.HAVE_NUMBA else ("numpy",)
+    if tcs.HAVE_NUMBA:
         advance(job(2, 1, "numba"), 10)                # compiled (or loaded from numba's cache) before timing
     rows = []
     for H, Ms in ((1, (1, 16, 64, 256, 1024)), (8, (1, 64, 256))):
@@ -99,7 +100,8 @@ def main():
                              "speedup": statistics.median(times[M, "numpy"]) / us})
                 print(f"H={H} M={M:5d} {e:5s}  {us:8.1f} us/step  {us / M:7.3f} us/model-step  (range {lo:.3f}-"
                       f"{hi:.3f})  {rows[-1]['speedup']:6.1f}x numpy")
-    tcs.write_json(a.out, {"rows": rows, **tcs.versions(), "numba": getattr(tcs.numba, "__version__", None),
+    numba = importlib.metadata.version("numba") if tcs.HAVE_NUMBA else None
+    tcs.write_json(a.out, {"rows": rows, **tcs.versions(), "numba": numba,
                            "code": tcs.CODE, "date": time.strftime("%Y-%m-%d")})
     print(f"wrote {os.path.relpath(a.out)}")
 
