@@ -1996,12 +1996,17 @@ def _online_loop(eng, specs, t0, e0, log, ckpt, every, chunk):
             steps = int(a["steps"].sum() + sum(r["steps"] for r in eng.done.values()))
             longest = max([int(a["curve_max"].max(initial=0)), int(a["cur_max"].max(initial=0))]
                           + [r["longest_units"] for r in eng.done.values()])
-            done = int(a["steps"].max(initial=0) + a["slen"].max(initial=0))   # the farthest running model's steps
-            eta = eng.elapsed / max(done, 1) * (max([sp.max_steps for sp in eng.specs], default=done) - done)
+            # the loop runs until its last model stops: each model's steps left by its step budget and by its stream
+            # budget at its streams' mean length so far (tests included), the most of them at the loop's rate
+            t = max(eng.t, 1)
+            by_steps = np.array([sp.max_steps for sp in eng.specs]) - a["steps"] - a["slen"]
+            by_streams = (np.array([sp.max_streams for sp in eng.specs]) - a["streams"]) * t / np.maximum(
+                a["streams"], 1)
+            eta = eng.elapsed / t * float(np.minimum(by_steps, by_streams).max(initial=0))
             log(f"online: {int(a['streams'].sum()) + sum(r['streams'] for r in eng.done.values())} streams, "
                 f"{steps / 1e6:.2f} M steps, longest {longest} units, {len(eng.done)}/{len(specs)} models done "
                 f"({sum(r['outcome'] == 'passed' for r in eng.done.values())} passed)  {eng.elapsed:.0f}s  "
-                f"eta <= {eta:.0f}s (the step budget)")
+                f"eta {eta:.0f}s (the last model's budget at its mean stream length so far)")
     if ckpt:
         eng.save(ckpt)
     return [eng.done[sp.key] for sp in specs], eng.elapsed
