@@ -1613,7 +1613,7 @@ def grid_speed(journals, outdir, bench):
               label="grid loops (journals)")
     a2.set_xlabel("models in the loop")
     a2.set_ylabel("µs per model-step")
-    a2.legend(fontsize=8, frameon=False, loc="upper right")       # where the lines are not
+    a2.legend(fontsize=7.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))   # below, off the data
     a2.grid(True, which="major", lw=0.4, alpha=0.5)
     fig.suptitle("The online learner's grids: wall time and cost per model-step (a model-step: one time step of one "
                  "model, training or test)", fontsize=9)
