@@ -96,3 +96,22 @@ def test_a_numba_grid_resumes_and_refuses_another_engine(tmp_path, straight_grid
         assert {x: v for x, v in a.items() if x not in rounded} == {x: v for x, v in b.items() if x not in rounded}
     r = cli("--grid", str(grid), "--out", out, "--quiet", "--resume", "--engine", "numpy")
     assert r.returncode == 2 and "trained by the numba engine" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_the_8_cell_network_too():
+    """H > 1 with the tanh cell (the 8-cell network's architecture, H = 3 here): the same streams and counters, the
+    weights to rounding, GTS and PFG, every cell."""
+    specs = []
+    for task in ("gts", "pfg"):
+        for cell, (peep, forget) in tcs.CELLS.items():
+            cfg = tcs.Config(task=task, learner="rtrl", hidden=3, peep=peep, forget=forget, max_steps=10 ** 6, lr=0.01)
+            specs.append(dataclasses.replace(tcs.spec_of(cfg, 1), key=f"{task}{cell}"))
+    a, b = tcs.Online(3, specs, engine="numpy"), tcs.Online(3, specs, engine="numba")
+    for step in range(600):
+        a.run(1)
+        b.run(1)
+        for e in (a, b):
+            e.look() if e.looked else None
+    ca, cb = counters(a), counters(b)
+    assert all(np.array_equal(ca[k], cb[k]) for k in ca) and a.t == b.t == 600
+    assert np.abs(a.a["theta"] - b.a["theta"]).max() < 1e-9
