@@ -3274,25 +3274,21 @@ def grid_report(entries):
 # CLI
 # ----------------------------------------------------------------------------------------------------------------
 
-def positive_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+def int_at_least(low, what):
+    """An argparse type: an integer >= low, called `what` in its one-line error."""
+    def parse(s):
+        try:
+            v = int(s)
+        except ValueError:
+            v = None
+        if v is None or v < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
+        return v
+    return parse
 
 
-def seed_int(s):
-    """A random seed: an integer >= 0 (NumPy's generators take no negative seed)."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {s!r}")
-    return v
+positive_int = int_at_least(1, "a positive integer")
+seed_int = int_at_least(0, "a seed (an integer >= 0)")     # NumPy's generators take no negative seed
 
 
 def bounded_int(top):
