@@ -1386,14 +1386,13 @@ def margins_markdown(journals):
 
 def fig_pass_margins(journals, path):
     """Every passed online model's largest |error| over its passing test, against its task's tolerance (and the
-    stricter 0.15), per setting and cell (online_passes()). Returns the numbers shown."""
+    stricter 0.15), a row per setting, cell and recipe (online_passes()). Returns the numbers shown."""
     pts = online_passes(journals)
-    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.45 * len({(p["setting"], p["cell"]) for p in pts})),
-                           layout="constrained")
-    labels = sorted({(p["setting"], p["cell"]) for p in pts}, key=lambda k: (setting_order(k[0]),
-                                                                              CELL_ORDER.index(k[1])))
-    for y, (s, c) in enumerate(labels):
-        mine = [p for p in pts if (p["setting"], p["cell"]) == (s, c)]
+    row = lambda p: (p["setting"], p["cell"], f"lr {p['lr']:g}, momentum {p['momentum']:g}")
+    labels = sorted({row(p) for p in pts}, key=lambda k: (setting_order(k[0]), CELL_ORDER.index(k[1]), k[2]))
+    fig, ax = plt.subplots(figsize=(9.5, 1.6 + 0.45 * len(labels)), layout="constrained")
+    for y, (s, c, recipe) in enumerate(labels):
+        mine = [p for p in pts if row(p) == (s, c, recipe)]
         for protocol, face in (("paper", COLORS[c]), ("every-stream", "none")):
             xs = sorted(p["test_max_error"] for p in mine if p["protocol"] == protocol)
             if xs:                                     # filled: the paper's rule; open: a test after every stream
@@ -1402,7 +1401,7 @@ def fig_pass_margins(journals, path):
         ax.plot([mine[0]["tolerance"]] * 2, [y - 0.4, y + 0.4], color="black", lw=1.5,
                 label="the task's tolerance")
     ax.axvline(tcs.STRICT_TOL, color="0.5", ls="--", lw=1, label=f"the paper's stricter {tcs.STRICT_TOL}")
-    ax.set_yticks(range(len(labels)), [f"{s}, {c}" for s, c in labels], fontsize=8)
+    ax.set_yticks(range(len(labels)), [f"{s}, {c}, {r}" for s, c, r in labels], fontsize=8)
     ax.set_xlim(0, 0.55)
     ax.set_xlabel("largest |pred − y| over the passing 1000-unit test")
     handles = {}
@@ -1485,7 +1484,9 @@ def claims(journals, outdir, out_json):
               "training time steps, and for the online learner the training streams, before the first passed "
               "test):\n\n" + first)
     margins = margins_markdown(journals)
-    if margins:
+    if margins:                                  # and the figure of every pass's margin
+        add_facts(outdir, pass_margins_claims=fig_pass_margins(journals, os.path.join(outdir,
+                                                                                     "pass_margins_claims.png")))
         print("\nThe online learner's passes: how many had a training success before them (the paper's rule needs "
               "one right before), and how far inside the tolerance they are (their test's largest |error|; a pass "
               "from before margins were recorded is re-scored by its free run):\n\n" + margins)
@@ -1639,8 +1640,8 @@ def main(argv=None):
     ap.add_argument("--sweep", default=os.path.join(ROOT, "results", "msd_sweep.json"), help="with --failing: the "
                     "30-seed sweep's results (default: results/msd_sweep.json of this repository)")
     ap.add_argument("--claims", metavar="JOURNAL", nargs="+", help="instead: the paper's claims table "
-                    "(results/claims.json), viz/claims_success.png, free_runs_*.png and gts_mechanism_*.png from "
-                    "the claims grid's journals")
+                    "(results/claims.json), viz/claims_success.png, free_runs_*.png, gts_mechanism_*.png and "
+                    "pass_margins_claims.png from the claims grid's journals")
     ap.add_argument("--claims-out", default=os.path.join("results", "claims.json"), help="with --claims: where the "
                     "table's JSON goes (default results/claims.json)")
     ap.add_argument("--online-curves", metavar="JOURNAL", nargs="+", help="instead: "
