@@ -1396,7 +1396,8 @@ def fig_pass_margins(journals, path):
         for protocol, face in (("paper", COLORS[c]), ("every-stream", "none")):
             xs = sorted(p["test_max_error"] for p in mine if p["protocol"] == protocol)
             if xs:                                     # filled: the paper's rule; open: a test after every stream
-                ys = y + 0.3 * (np.arange(len(xs)) % 5 - 2) / 2     # spread a little, so equal values show
+                k = np.arange(len(xs)) % 5                  # spread a little around the row, so equal values show
+                ys = y + 0.15 * (k - (min(len(xs), 5) - 1) / 2)
                 ax.plot(xs, ys, "o", mec=COLORS[c], mfc=face, ms=5, alpha=0.8, label=f"{c}, --protocol {protocol}")
         ax.plot([mine[0]["tolerance"]] * 2, [y - 0.4, y + 0.4], color="black", lw=1.5,
                 label="the task's tolerance")
