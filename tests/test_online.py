@@ -442,3 +442,18 @@ def test_a_stale_checkpoint_beside_a_finished_journal_is_not_reported_as_running
     assert r.returncode == 0 and "running" not in r.stdout and "passed the test" in r.stdout, r.stderr
     r = cli("--grid", str(grid), "--out", str(out), "--quiet", "--resume", "--engine", "numpy")
     assert r.returncode == 0 and not os.listdir(d), r.stderr           # a finished grid cleans them away
+
+
+def test_the_numba_engine_is_refused_in_one_line_where_it_cannot_run(monkeypatch, capsys, tmp_path):
+    """Without numba, or in float32 (the kernel computes in float64), --engine numba is one line, exit 2."""
+    args = ["--task", "gts", "--arch", "paper", "--learner", "rtrl", "--max-steps", "100", "--engine", "numba",
+            "--out", str(tmp_path / "o.json")]
+    monkeypatch.setattr(tcs, "HAVE_NUMBA", False)
+    with pytest.raises(SystemExit) as e:
+        tcs.main(args)
+    assert e.value.code == 2 and "needs numba" in capsys.readouterr().err
+    monkeypatch.setattr(tcs, "HAVE_NUMBA", True)
+    with pytest.raises(SystemExit) as e:
+        tcs.main(args + ["--dtype", "float32"])
+    assert e.value.code == 2 and "computes in float64" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
