@@ -1082,16 +1082,18 @@ class Spec:
     delays: "Config" = None
     nmsd: bool = False
     protocol: str = "every-stream"
+    start: dict = None          # where a model that stopped at an earlier budget goes on from (Online.state_of())
 
 
-def spec_of(cfg, seed, key=None):
-    """The Spec of an online job (cfg.learner == "rtrl")."""
+def spec_of(cfg, seed, key=None, start=None):
+    """The Spec of an online job (cfg.learner == "rtrl"); start: the state its record kept when it stopped at a
+    smaller budget (Online.state_of()), to go on from there."""
     # the test stream; GTS and PFG also train on it, so it runs at least a training success's units
     test = stream_test(cfg, cfg.test_units if cfg.task == "delays" else max(cfg.test_units, TRAIN_UNITS))
     y, ends = test.y[:, 0], test.ends[:, 0]
     return Spec(key or job_key(cfg, seed), seed, initial_params(cfg, seed), y, ends, cfg.lr, cfg.momentum,
                 TASKS[cfg.task].tol, cfg.test_units, cfg.max_streams, cfg.max_steps, net_of(cfg),
-                cfg.task == "delays", cfg if cfg.task == "delays" else None, nmsd(cfg), cfg.protocol)
+                cfg.task == "delays", cfg if cfg.task == "delays" else None, nmsd(cfg), cfg.protocol, start)
 
 
 # The per-model arrays of an Online job that its checkpoint holds (the model axis last); the rest is rebuilt.
@@ -1140,7 +1142,8 @@ class Online:
         M = len(self.specs)
         n_s, nH = self.sizes["n_s"], self.sizes["nH"]
         self.rngs = [rng_for(STREAM_TRAIN, sp.seed) if sp.delays else None for sp in self.specs]
-        self.tape_states = [r.bit_generator.state if r else None for r in self.rngs]
+        self.tape_states = [sp.start["tape_state"] if sp.start and sp.delays else r.bit_generator.state if r else None
+                            for sp, r in zip(self.specs, self.rngs)]
         a = {"theta": np.zeros((sum(v for k, v in self.sizes.items() if k not in ("nH", "n_s")), M), dtype)}
         for m, sp in enumerate(self.specs):
             a["theta"][:, m] = pack(sp.params, sp.net)
@@ -1160,7 +1163,25 @@ class Online:
         self.a = a
         self._tapes()
         a["pos"][:] = a["trpos"][:] = [0 if sp.delays else self.test_off for sp in self.specs]
+        for m, sp in enumerate(self.specs):
+            if sp.start:
+                self._go_on(m, sp)
         self._bind()
+
+    def _go_on(self, m, sp):
+        """Model m from the state its record kept when it stopped at a smaller budget (state_of()), under its
+        spec's budget now: its weights, momentum, counters, learning curve, stream positions and generator, as
+        they were after its last test, with the budget's marks lifted."""
+        a, st = self.a, sp.start
+        for k in STATE:
+            a[k][..., m] = np.array(st["arrays"][k], a[k].dtype)
+        off = 0 if sp.delays else self.test_off        # a GTS or PFG stream's place on this job's tape
+        a["pos"][m], a["trpos"][m] = st["arrays"]["pos"] + off, st["arrays"]["trpos"] + off
+        if sp.delays:
+            self.rngs[m].bit_generator.state = st["rng"]
+        n = int(a["streams"][m])
+        a["final"][m], a["left"][m] = False, sp.max_steps - a["steps"][m]
+        a["next_stop"][m] = min(1 << n.bit_length(), sp.max_streams)
 
     # -- tapes: each model's streams as columns of (width, M) arrays, read at the flat index pos * M + m ----------
     def _tapes(self):
@@ -1589,24 +1610,41 @@ class Online:
         first = lambda s, t: None if s < 0 else {"streams": int(s), "steps": int(t)}
         steps = int(a["steps"][m])
         worst = float(a["last_max"][m]) if outcome == "passed" else None   # the pass's largest |error|
+        before = sp.start or {"age": 0, "codes": [], "engines": []}
         return {"key": sp.key, "seed": sp.seed, "outcome": outcome, "protocol": sp.protocol, "streams": n,
                 "steps": steps, "test_max_error": worst, "margin": None if worst is None else sp.tol - worst,
                 "strict_pass": None if worst is None else worst < STRICT_TOL,
-                "test_steps": self.t - steps - (int(a["slen"][m]) if a["train"][m] else 0),
+                "test_steps": before["age"] + self.t - steps - (int(a["slen"][m]) if a["train"][m] else 0),
                 "first_train_success": first(a["ft_streams"][m], a["ft_steps"][m]),
-                "first_pass": {"streams": n, "steps": steps} if outcome == "passed" else None, "codes": self.codes,
-                "engines": self.engines,
+                "first_pass": {"streams": n, "steps": steps} if outcome == "passed" else None,
+                "codes": list(dict.fromkeys(before["codes"] + self.codes)),
+                "engines": list(dict.fromkeys(before["engines"] + self.engines)),
                 "longest_units": int(curve["max"].max()), "longest_length": int(curve["run"].max()),
                 "curve": {"streams": count[:nb], "max_units": curve["max"][:nb].tolist(),
                           "max_length": curve["run"][:nb].tolist(),
                           "mean_length": [s / c for s, c in zip(curve["sum"][:nb].tolist(), count[:nb])]},
-                "params": unpack(a["theta"][:, m].astype(np.float64), sp.net, self.H)}
+                "params": unpack(a["theta"][:, m].astype(np.float64), sp.net, self.H),
+                **({"state": self.state_of(m)} if outcome == "budget" else {})}
+
+    def state_of(self, m):
+        """What model m needs to go on training under a larger budget (_go_on()): its column of every STATE array
+        (stream positions relative to its own streams), its generator and tape (the delays task), the loop steps
+        it has lived, the code versions and engines that trained it. Plain JSON."""
+        a, sp = self.a, self.specs[m]
+        arrays = {k: a[k][..., m].tolist() for k in STATE}
+        off = 0 if sp.delays else self.test_off
+        arrays["pos"], arrays["trpos"] = int(a["pos"][m]) - off, int(a["trpos"][m]) - off
+        before = sp.start or {"age": 0, "codes": [], "engines": []}
+        return {"arrays": arrays, "rng": self.rngs[m].bit_generator.state if sp.delays else None,
+                "tape_state": self.tape_states[m], "age": before["age"] + self.t,
+                "codes": list(dict.fromkeys(before["codes"] + self.codes)),
+                "engines": list(dict.fromkeys(before["engines"] + self.engines))}
 
     def _finish(self, stop):
         """Record the stopped models' results and drop them from every array."""
+        self._sync()
         for m, outcome in stop.items():
             self.done[self.specs[m].key] = self.result(m, outcome)
-        self._sync()
         M = len(self.specs)
         keep = [m for m in range(M) if m not in stop]
         for k in STATE:
@@ -1685,6 +1723,18 @@ def _put_back(theta, D, S, Sens, th, Dm, Sm, Ss):
             for u in range(3):
                 for j in range(H):
                     Sens[u, j, k, m] = Ss[m, u, j, k]
+
+
+def _zero_state(Sm, Ss, m):
+    """online_kernel()'s model m back to the zero state: h, c and the sensitivities times 0 (as the NumPy engine
+    does: a non-finite value stays non-finite)."""
+    H, n_s = Ss.shape[2], Ss.shape[3]
+    for j in range(2 * H):
+        Sm[m, 1 + j] = Sm[m, 1 + j] * 0.0
+    for u in range(3):
+        for j in range(H):
+            for k in range(n_s):
+                Ss[m, u, j, k] = Ss[m, u, j, k] * 0.0
 
 
 def online_kernel(K, H, squash, any_input, any_paper, any_nmsd, any_delays, theta, D, mask, S, Sens, mode,
@@ -1802,12 +1852,7 @@ def online_kernel(K, H, squash, any_input, any_paper, any_nmsd, any_delays, thet
             out_b[m] = left[m] <= 0
             ends[m] = (not ok[m]) or done_u[m] or out_b[m]
             if any_nmsd and endb[m] and nmsd_m[m] and train[m]:
-                for j in range(2 * H):
-                    Sm[m, 1 + j] = Sm[m, 1 + j] * 0.0
-                for u in range(3):
-                    for j in range(H):
-                        for k in range(n_s):
-                            Ss[m, u, j, k] = Ss[m, u, j, k] * 0.0
+                _zero_state(Sm, Ss, m)
             any_end = any_end or ends[m]
         if not any_end:
             continue
@@ -1851,12 +1896,7 @@ def online_kernel(K, H, squash, any_input, any_paper, any_nmsd, any_delays, thet
             if (not tr) or untested:
                 fidx[m] = trf[m]
             units[m], slen[m] = 0, 0
-            for j in range(2 * H):
-                Sm[m, 1 + j] = Sm[m, 1 + j] * 0.0
-            for u in range(3):
-                for j in range(H):
-                    for k in range(n_s):
-                        Ss[m, u, j, k] = Ss[m, u, j, k] * 0.0
+            _zero_state(Sm, Ss, m)
             last_max[m], err_max[m] = err_max[m], 0.0
             for r in range(3):
                 mode[r, m] = mode_train[r, m] if train[m] else mode_test[r, m]
@@ -1871,8 +1911,9 @@ def compiled_kernel():
     """online_kernel() compiled by numba (once per process; numba caches it on disk)."""
     if not _COMPILED:
         import numba
-        global _put_back
+        global _put_back, _zero_state
         _put_back = numba.njit(cache=True, nogil=True)(_put_back)
+        _zero_state = numba.njit(cache=True, nogil=True)(_zero_state)
         _COMPILED.append(numba.njit(cache=True, nogil=True)(online_kernel))
     return _COMPILED[0]
 
@@ -1945,17 +1986,18 @@ def online_grads(params, net, x, y):
 STOP = []   # signals a running online job received: it checkpoints and stops at its next chunk
 
 
-def train_online(jobs, log=None, ckpt=None, every=None, chunk=2000, specs=None, other_code=False, engine="numpy"):
+def train_online(jobs, log=None, ckpt=None, every=None, chunk=2000, specs=None, other_code=False, engine="numpy",
+                 starts=None):
     """Online learning of jobs [(cfg, seed)] of one network shape (each its own task, recipe and stream) through one
     time loop; returns ([result] in the order of jobs, seconds spent). With ckpt a path it resumes from it if it
     exists, writes it every `every` seconds (CHECKPOINT_EVERY) and when a signal arrives (STOP), then raises
     Interrupted (other_code: a checkpoint of another module version is taken, see Online.restore). log(str):
     progress lines. specs: the jobs' Specs, if not spec_of()'s (tests set weights by hand). engine: "numpy" or
-    "numba" (online_kernel())."""
+    "numba" (online_kernel()). starts: {job key: state} of models that go on from a smaller budget's end."""
     every = CHECKPOINT_EVERY if every is None else every
     cfg0 = jobs[0][0]
     H = cfg0.hidden
-    specs = specs or [spec_of(cfg, seed) for cfg, seed in jobs]
+    specs = specs or [spec_of(cfg, seed, start=(starts or {}).get(job_key(cfg, seed))) for cfg, seed in jobs]
     if ckpt and os.path.exists(ckpt):
         eng = Online.restore(ckpt, H, specs, cfg0.dtype, other_code, engine)
         if log:
@@ -2114,7 +2156,7 @@ def grid_job(cfg, seeds, online=None):
         o = online or {}
         return online_job(cfg if isinstance(cfg, list) else [cfg] * len(seeds), seeds, o.get("ckpt"),
                           print if o.get("log") else None, o.get("every"), o.get("append", False),
-                          o.get("engine", "numpy"))
+                          o.get("engine", "numpy"), o.get("starts"))
     t0 = time.perf_counter()
     trained = train_many(cfg, seeds)
     wall, code, out = (time.perf_counter() - t0) / len(seeds), CODE, []
@@ -2143,27 +2185,31 @@ def second_test(params, cfg):
             "passed": units >= cfg.test_units}
 
 
-def online_job(cfgs, seeds, ckpt=None, log=None, every=None, other_code=False, engine="numpy"):
+def online_job(cfgs, seeds, ckpt=None, log=None, every=None, other_code=False, engine="numpy", starts=None):
     """grid_job() of an online job: train_online(), then each model's final weights re-scored as train_many()
     scores its models (evaluate() on the test stream, PFG's long run included), and a passed MSD-stream model
     on a second test stream (second_test()); the learner's record is run["online"] (train_online()'s result
     without the weights)."""
-    results, elapsed = train_online(list(zip(cfgs, seeds)), log, ckpt, every, other_code=other_code, engine=engine)
-    out = []
-    for cfg, seed, r in zip(cfgs, seeds, results):
-        if r["outcome"] == "diverged":
-            out.append(("diverged", f"seed {seed}: non-finite weights after {r['streams']} training streams "
-                                    f"({r['steps']} steps)", CODE))
-            continue
-        final = evaluate(r["params"], test_set(cfg, TASKS[cfg.task].long * cfg.test_units), net_of(cfg), cfg)
-        online = {k: v for k, v in r.items() if k not in ("key", "seed", "params")}
-        if cfg.task == "delays" and r["outcome"] == "passed":
-            online["second_test"] = second_test(r["params"], cfg)
-        run = {"seed": seed, "variant": cell_name(cfg.peep, cfg.forget), "task": cfg.task, "final": final,
-               "best": {"iter": None, **final}, "seen": r["streams"], "steps": r["steps"],
-               "wall_time": elapsed / len(seeds), "models_per_process": len(seeds), "online": online, "history": []}
-        out.append(("done", run, r["params"], r["params"], CODE))
-    return out
+    results, elapsed = train_online(list(zip(cfgs, seeds)), log, ckpt, every, other_code=other_code, engine=engine,
+                                    starts=starts)
+    return [online_result(cfg, seed, r, elapsed / len(seeds), len(seeds))
+            for cfg, seed, r in zip(cfgs, seeds, results)]
+
+
+def online_result(cfg, seed, r, wall, models):
+    """grid_job()'s result of one stopped online model (r: Online.result()): its final weights scored as
+    train_many() scores a model, a passed MSD-stream model also on a second test stream."""
+    if r["outcome"] == "diverged":
+        return ("diverged", f"seed {seed}: non-finite weights after {r['streams']} training streams ({r['steps']} "
+                            "steps)", CODE)
+    final = evaluate(r["params"], test_set(cfg, TASKS[cfg.task].long * cfg.test_units), net_of(cfg), cfg)
+    online = {k: v for k, v in r.items() if k not in ("key", "seed", "params")}
+    if cfg.task == "delays" and r["outcome"] == "passed":
+        online["second_test"] = second_test(r["params"], cfg)
+    run = {"seed": seed, "variant": cell_name(cfg.peep, cfg.forget), "task": cfg.task, "final": final,
+           "best": {"iter": None, **final}, "seen": r["streams"], "steps": r["steps"], "wall_time": wall,
+           "models_per_process": models, "online": online, "history": []}
+    return ("done", run, r["params"], r["params"], CODE)
 
 
 RUNNING = []   # non-empty while this process runs an online job: a signal then asks it to checkpoint (STOP)
@@ -2461,12 +2507,14 @@ def batch_jobs(todo, models=None):
 ONLINE_MODELS = 256   # models of one online job (one time loop), by default: see bench/bench_online.py
 
 
-def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False, append=False, engine="numpy"):
+def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False, append=False, engine="numpy",
+                   starts=None):
     """Online jobs [(k, cfg, seed)] of the whole grid (done ones included, so a resumed grid forms the same
     batches) grouped by architecture and H: models of different cells, tasks, recipes and output units share a
     time loop. Returns the batches [(ks, cfgs, seeds, grid_job's online options)] that hold a job not in `done`
     (a set of k); each checkpoints to ckpt_dir/HASH.npz, HASH naming its jobs. A checkpoint already in ckpt_dir
-    is resumed as the batch it holds, whatever `models` is now (held_batches()); the other jobs form new ones."""
+    is resumed as the batch it holds, whatever `models` is now (held_batches()); the other jobs form new ones.
+    starts: {job key: the state a model goes on from} (earlier_budget())."""
     held = held_batches(jobs, done, ckpt_dir) if ckpt_dir else {}
     taken = {k for ks in held.values() for k in ks}
     groups = {}
@@ -2484,8 +2532,10 @@ def online_batches(jobs, done, models=None, ckpt_dir=None, every=None, log=False
             continue
         name = hashlib.sha256("\n".join(job_key(c, s) for _, c, s in b).encode()).hexdigest()[:16]
         path = paths.get(min(k for k, _, _ in b)) or (os.path.join(ckpt_dir, name + ".npz") if ckpt_dir else None)
+        mine = {job_key(c, s): (starts or {})[job_key(c, s)] for _, c, s in b if job_key(c, s) in (starts or {})}
         batches.append(([k for k, _, _ in b], [c for _, c, _ in b], [s for _, _, s in b],
-                        {"ckpt": path, "every": every, "log": log, "append": append, "engine": engine}))
+                        {"ckpt": path, "every": every, "log": log, "append": append, "engine": engine,
+                         "starts": mine}))
     return sorted(batches, key=lambda b: b[0][0])
 
 
@@ -2522,8 +2572,38 @@ def held_batches(jobs, done, ckpt_dir):
 MODELS_PER_PROCESS = lambda cfg: 16 if cfg.hidden * (1 if cfg.task in GENERATION else cfg.batch) <= 16 else 1
 
 
+BUDGET = ("max_streams", "max_steps")     # an online model's budget: what --continue-from may raise
+
+
+def earlier_budget(path, jobs):
+    """What a journal of the same online jobs at a smaller budget (--continue-from path) gives each of jobs, by
+    index: ("start", state) for a model that stopped at that budget and kept its state (Online.state_of()): it goes
+    on from there; ("carry", record) for one that passed or diverged within it: it stops alike within any larger
+    budget. Other jobs start over. BadGrid if a job ran a larger budget there."""
+    try:
+        records = read_journal(path)[1]
+    except OSError:
+        raise BadGrid(f"--continue-from {path}: no such journal") from None
+    key = lambda config, seed: json.dumps([{k: v for k, v in config.items() if k not in BUDGET}, seed], sort_keys=True)
+    by = {key(r["config"], r["seed"]): r for r in records}
+    out = {}
+    for k, (cfg, seed) in enumerate(jobs):
+        r = by.get(key(json.loads(json.dumps(config_dict(cfg))), seed)) if cfg.learner == "rtrl" else None
+        if r is None:
+            continue
+        if any(r["config"][b] > getattr(cfg, b) for b in BUDGET):
+            raise BadGrid(f"--continue-from {path}: {setting_label(cfg)} {cell_name(cfg.peep, cfg.forget)} seed "
+                          f"{seed} ran a larger budget there than this grid gives it")
+        o = r["run"]["online"] if r["kind"] == "run" else None
+        if o is None or o["outcome"] == "passed":
+            out[k] = ("carry", r)
+        elif o.get("state"):
+            out[k] = ("start", o["state"])
+    return out
+
+
 def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=None, grid=None, log=print,
-             quiet=False, models=None, checkpoint_every=None, engine="numpy"):
+             quiet=False, models=None, checkpoint_every=None, engine="numpy", continue_from=None):
     """Train jobs [(cfg, seed)] and return [grid_job result or journal record] in the input order. Jobs that
     differ only in their seed train together, `models` at a time (batch_jobs); each model's result is bit-identical
     to training it alone.
@@ -2531,10 +2611,13 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
     With out a .jsonl file every finished run (or diverged model) is appended to the journal at once; with resume
     the jobs it already holds are skipped, and a diverged model does not stop the others. Without a journal the
     first diverged model raises Diverged. A line per finished run (unless quiet) with done/total and the ETA.
-    SIGINT and SIGTERM raise Interrupted after the workers are stopped."""
+    SIGINT and SIGTERM raise Interrupted after the workers are stopped. continue_from: a journal of the same
+    online jobs at a smaller budget (earlier_budget()): its models go on from where they stopped, or are carried
+    over as they stopped."""
     n = len(jobs)
     results = [None] * n
     journal = None
+    given = earlier_budget(continue_from, jobs) if continue_from else {}
     if out and out.endswith(".jsonl"):
         keys = sorted(job_key(cfg, seed) for cfg, seed in jobs)
         grid_hash = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
@@ -2548,12 +2631,20 @@ def run_grid(jobs, workers=1, out=None, resume=False, append=False, scheduler=No
         if journal.done:
             log(f"resuming {out}: {sum(r is not None for r in results)} of {n} runs done"
                 + ("; dropped a truncated last record" if journal.dropped else ""))
+    for k, (how, r) in given.items():
+        if how == "carry" and results[k] is None:        # it passed or diverged within the smaller budget
+            cfg, seed = jobs[k]
+            results[k] = {**r, "key": job_key(cfg, seed), "config": json.loads(json.dumps(config_dict(cfg))),
+                          "carried_from": os.path.basename(continue_from)}
+            if journal:
+                journal.write(results[k])
+    starts = {job_key(*jobs[k]): st for k, (how, st) in given.items() if how == "start"}
     todo = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if results[k] is None]
     online = [(k, cfg, seed) for k, (cfg, seed) in enumerate(jobs) if cfg.learner == "rtrl"]
     batches = batch_jobs([j for j in todo if j[1].learner != "rtrl"], models) + \
         online_batches(online, {k for k in range(n) if results[k] is not None}, models,
                        os.path.abspath(out) + ".ckpt" if journal else None, checkpoint_every, not quiet, append,
-                       engine)
+                       engine, starts)
     ckpts = {tuple(b[0]): b[3]["ckpt"] for b in batches if b[3]}
     t0, n_done, n_todo = time.perf_counter(), n - len(todo), len(todo)
     here = CODE
@@ -2679,8 +2770,9 @@ GRID_KEYS = {"note", "base", "settings", "cells", "seeds"}
 
 def load_grid(path):
     """-> (grid, jobs) from a JSON grid file: {"base": {flag: value}, "settings": [{flag: value or [values]}],
-    "cells": [names], "seeds": "0-19", "note": text}. Every setting x cell is parsed and checked as its
-    command-line flags would be, before anything trains; BadGrid with a one-line reason otherwise."""
+    "cells": [names], "seeds": "0-19", "note": text}; a setting's own "cells" list replaces the grid's for it.
+    Every setting x cell is parsed and checked as its command-line flags would be, before anything trains;
+    BadGrid with a one-line reason otherwise."""
     try:
         with open(path) as fh:
             grid = json.load(fh)
@@ -2705,8 +2797,18 @@ def load_grid(path):
         where = f"--grid {path}: settings[{i}]"
         if isinstance(setting, dict) and {"no_forget", "forget", "peep", "no_peep"} & {*setting, *base}:
             raise BadGrid(f"{where}: cells set the peepholes and the forget gate, not settings")
+        mine = cells
+        if isinstance(setting, dict) and "cells" in setting:          # this setting's cells, not the grid's
+            setting = dict(setting)
+            own = setting.pop("cells")
+            if not isinstance(own, list):
+                raise BadGrid(f"{where}: cells is a list of names")
+            try:
+                mine = parse_cells(",".join(map(str, own)))
+            except ValueError as e:
+                raise BadGrid(f"{where}: {e}") from None
         for argv in expand_setting({**base, **setting} if isinstance(setting, dict) else setting, where):
-            jobs += cell_jobs(grid_parser(where).parse_args(argv), cells, seeds, where)
+            jobs += cell_jobs(grid_parser(where).parse_args(argv), mine, seeds, where)
     keys = [job_key(c, s) for c, s in jobs]
     if len(set(keys)) != len(keys):
         raise BadGrid(f"--grid {path}: two settings give the same job")
@@ -3448,6 +3550,9 @@ def build_parser():
     grid.add_argument("--grid", help="a JSON grid file: settings x cells x seeds (needs --out X.jsonl)")
     grid.add_argument("--resume", action="store_true", help="skip the runs an --out X.jsonl journal already holds")
     grid.add_argument("--append", action="store_true", help="add to an --out X.jsonl journal of another grid or code")
+    grid.add_argument("--continue-from", metavar="JOURNAL", help="online grids: the journal of the same grid at a "
+                      "smaller budget (max_streams, max_steps): its models that stopped at that budget go on from "
+                      "where they stopped, those that passed or diverged are carried over")
     grid.add_argument("--scheduler", metavar="ADDRESS", help="run the jobs on this dask.distributed scheduler")
     grid.add_argument("--checkpoint-every", type=positive_float, metavar="SECONDS", help="online jobs "
                       f"(--learner rtrl) beside an --out X.jsonl journal: seconds between checkpoints in X.jsonl.ckpt/ "
@@ -3537,6 +3642,10 @@ def check_args(a, ap):
         return f"--out {a.out} is a directory: name a file"
     if (a.resume or a.append or a.grid) and not journal:
         return "--resume, --append and --grid need --out X.jsonl (a journal)"
+    if a.continue_from is not None and not a.grid:
+        return "--continue-from needs --grid (the same grid with a larger budget)"
+    if a.continue_from is not None and os.path.abspath(a.continue_from) == os.path.abspath(a.out):
+        return "--continue-from names the journal of the smaller budget: --out must be another file"
     if a.out and not (journal or a.out.endswith(".json")):
         return f"--out {a.out}: name it X.json (one document) or X.jsonl (a journal)"
     if a.cells is not None and not a.forget:
@@ -3727,7 +3836,8 @@ def main(argv=None):
                 raise Interrupted("interrupted: nothing written") from None
         else:
             results = run_grid(jobs, a.workers, journal, a.resume, a.append, a.scheduler, grid=grid, quiet=a.quiet,
-                               models=a.models, checkpoint_every=a.checkpoint_every, engine=a.engine)
+                               models=a.models, checkpoint_every=a.checkpoint_every, engine=a.engine,
+                               continue_from=a.continue_from)
     except Diverged as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1

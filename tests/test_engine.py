@@ -70,9 +70,15 @@ def test_a_pass_a_divergence_and_both_budgets_end_alike():
         a, b = runs["numpy"][key], runs["numba"][key]
         assert a["outcome"] == b["outcome"] == outcome
         assert a["engines"] == ["numpy"] and b["engines"] == ["numba"]
-        rounded = ("params", "engines", "test_max_error", "margin")        # floats: equal to rounding
+        rounded = ("params", "engines", "test_max_error", "margin", "state")   # floats: equal to rounding
         same = lambda r: {k: v for k, v in r.items() if k not in rounded}
         assert same(a) == same(b), key
+        if outcome == "budget":                  # the kept state: the same counters and stream place, floats close
+            sa, sb = a["state"]["arrays"], b["state"]["arrays"]
+            floats = ("theta", "D", "S", "Sens", "err_max", "last_max")
+            assert {k: v for k, v in sa.items() if k not in floats} == \
+                {k: v for k, v in sb.items() if k not in floats}, key
+            assert np.allclose(sa["theta"], sb["theta"], atol=1e-6) and b["state"]["engines"] == ["numba"]
         assert a["test_max_error"] == pytest.approx(b["test_max_error"], abs=1e-12) or outcome != "passed"
         if outcome != "diverged":
             assert max(np.abs(a["params"][k] - b["params"][k]).max() for k in a["params"]) < 1e-6   # lr 1000x
@@ -92,8 +98,11 @@ def test_a_numba_grid_resumes_and_refuses_another_engine(tmp_path, straight_grid
     assert runs.keys() == straight.keys()
     for k in runs:
         a, b = runs[k]["online"], straight[k]["online"]
-        rounded = ("engines", "test_max_error", "margin")
+        rounded = ("engines", "test_max_error", "margin", "state")       # the kept state's floats: to rounding
         assert {x: v for x, v in a.items() if x not in rounded} == {x: v for x, v in b.items() if x not in rounded}
+        assert ("state" in a) == ("state" in b) == (a["outcome"] == "budget")
+        if "state" in a:
+            assert a["state"]["arrays"]["streams"] == b["state"]["arrays"]["streams"] == a["streams"]
     r = cli("--grid", str(grid), "--out", out, "--quiet", "--resume", "--engine", "numpy")
     assert r.returncode == 2 and "trained by the numba engine" in r.stderr and r.stderr.count("\n") == 1
 

@@ -42,6 +42,14 @@ def test_grid_file_expands_and_matches_single_runs(tmp_path):
     assert "| msd T=40 D=5-15 seed/seed H=6 iters=150 | vanilla | 3 |" in r.stdout
 
 
+def test_a_setting_may_name_its_own_cells(tmp_path):
+    """A setting's own "cells" replace the grid's for it alone: the jobs are those cells of that setting."""
+    grid = {**TINY, "settings": [{"hidden": 4}, {"hidden": 6, "cells": ["lstm1997"]}]}
+    _, jobs = tcs.load_grid(write(tmp_path / "g.json", grid))
+    got = sorted({(c.hidden, tcs.cell_name(c.peep, c.forget)) for c, _ in jobs})
+    assert got == [(4, "peephole"), (4, "vanilla"), (6, "lstm1997")] and len(jobs) == 3 * 3
+
+
 @pytest.mark.parametrize("grid,fragment", [
     ("{nope", "not JSON"), ({"settings": []}, "an object with settings"),
     ({**TINY, "cells": ["peephole", "lstm"]}, "malformed --cells"), ({**TINY, "seeds": ""}, "malformed --seeds"),
@@ -53,6 +61,8 @@ def test_grid_file_expands_and_matches_single_runs(tmp_path):
     ({**TINY, "settings": [{"hidden": []}]}, "an empty list"),
     ({**TINY, "settings": [{"hidden": 4}, {"hidden": [4]}]}, "the same job"),
     ({**TINY, "cells": ["lstm1997"], "base": {**TINY["base"], "forget_bias": 1}}, "cell lstm1997: --forget-bias"),
+    ({**TINY, "settings": [{"hidden": 4, "cells": ["lstm"]}]}, "settings[0]: malformed --cells"),
+    ({**TINY, "settings": [{"hidden": 4, "cells": "vanilla"}]}, "settings[0]: cells is a list of names"),
 ])
 def test_bad_grid_files_one_line_exit_2(tmp_path, grid, fragment):
     path = tmp_path / "g.json"

@@ -457,3 +457,59 @@ def test_the_numba_engine_is_refused_in_one_line_where_it_cannot_run(monkeypatch
         tcs.main(args + ["--dtype", "float32"])
     assert e.value.code == 2 and "computes in float64" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_a_larger_budget_goes_on_from_where_the_smaller_one_stopped(tmp_path):
+    """A grid at 300 training streams a model, then the same grid at 900 continued from its journal
+    (--continue-from): every model ends as the 900-stream grid run straight through, bit for bit (weights,
+    counters, learning curve, margins); a model that passed within 300 streams is carried over, not retrained."""
+    small = {**ONLINE_GRID, "base": {**ONLINE_GRID["base"], "max_streams": 300, "max_steps": 10 ** 6}}
+    big = {**small, "base": {**small["base"], "max_streams": 900}}
+    out = {}
+    for name, grid, more in (("small", small, []), ("straight", big, []),
+                             ("continued", big, ["--continue-from", str(tmp_path / "small.jsonl")])):
+        (tmp_path / f"{name}.json").write_text(json.dumps(grid))
+        r = cli("--grid", str(tmp_path / f"{name}.json"), "--out", str(tmp_path / f"{name}.jsonl"), "--workers", "1",
+                "--quiet", "--engine", "numpy", *more)
+        assert r.returncode == 0, r.stderr
+        out[name] = {rec["key"]: rec for rec in map(json.loads, open(tmp_path / f"{name}.jsonl"))
+                     if rec["kind"] == "run"}
+    outcomes = {k: r["run"]["online"]["outcome"] for k, r in out["small"].items()}
+    assert "budget" in outcomes.values() and all(r["run"]["online"].get("state") for r in out["small"].values()
+                                                  if r["run"]["online"]["outcome"] == "budget")
+    assert out["straight"].keys() == out["continued"].keys() and len(out["straight"]) == 8
+    for k, a in out["straight"].items():
+        b = out["continued"][k]
+        strip = lambda r: {x: v for x, v in r["run"].items() if x not in ("wall_time", "models_per_process")}
+        oa, ob = ({x: v for x, v in r["run"]["online"].items() if x not in ("codes", "engines", "state")}
+                  for r in (a, b))
+        assert oa == ob and a["params"] == b["params"], k
+        assert {x: v for x, v in strip(a).items() if x != "online"} == {x: v for x, v in strip(b).items()
+                                                                         if x != "online"}, k
+        assert ("carried_from" in b) == (oa["outcome"] == "passed" and oa["streams"] <= 300)
+        if oa["outcome"] == "budget":
+            assert oa["streams"] == 900 and a["run"]["online"]["state"] == b["run"]["online"]["state"]
+    lines = open(tmp_path / "small.jsonl").read().splitlines()   # one model passed there: it is carried over
+    rec = json.loads(lines[1])
+    rec["run"]["online"]["outcome"] = "passed"
+    (tmp_path / "passed.jsonl").write_text("\n".join([lines[0], json.dumps(rec)]) + "\n")
+    _, jobs = tcs.load_grid(str(tmp_path / "continued.json"))
+    given = tcs.earlier_budget(str(tmp_path / "passed.jsonl"), jobs)
+    assert [how for how, _ in given.values()] == ["carry"] and given[next(iter(given))][1] == rec
+    with pytest.raises(tcs.BadGrid, match="ran a larger budget there"):
+        tcs.earlier_budget(str(tmp_path / "straight.jsonl"), tcs.load_grid(str(tmp_path / "small.json"))[1])
+    (carried,) = tcs.run_grid([jobs[next(iter(given))]], quiet=True, log=lambda s: None,
+                              continue_from=str(tmp_path / "passed.jsonl"))
+    assert carried["run"] == rec["run"] and carried["carried_from"] == "passed.jsonl"
+    assert carried["config"]["max_streams"] == 900 and carried["key"] != rec["key"]
+
+
+@pytest.mark.parametrize("more,msg", [(["--continue-from", "nope.jsonl"], "no such journal"),
+                                      (["--continue-from", "SELF"], "--out must be another file")])
+def test_bad_continue_from_is_one_line_and_writes_nothing(tmp_path, more, msg):
+    (tmp_path / "g.json").write_text(json.dumps(ONLINE_GRID))
+    more = [str(tmp_path / "g.jsonl") if m == "SELF" else str(tmp_path / m) if m.endswith(".jsonl") else m
+            for m in more]
+    r = cli("--grid", str(tmp_path / "g.json"), "--out", str(tmp_path / "g.jsonl"), *more)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and msg in r.stderr, r.stderr
+    assert not (tmp_path / "g.jsonl").exists()
