@@ -510,25 +510,43 @@ GATE_SHARE = 0.9    # a mechanism holds for a cell when it holds at this share o
 
 
 def network_of(config):
-    """A claims column: the network, and the learner when it is not BPTT + Adam ('one-cell online': the paper's
-    online learner with its recipe; 'one-cell online lr=0.0001': the same with another learning rate)."""
+    """A claims column: the network, and for the online learner its recipe where it is not the paper's and its
+    success rule where it is not the paper's: 'one-cell online' (the paper's recipe and rule), 'one-cell online
+    lr=0.0003 momentum=0.99' (another recipe), 'one-cell online lr=0.0001 every-stream' (any test after any training
+    stream passes: --protocol every-stream)."""
     net = "one-cell" if config["arch"] == "paper" else f"{config['hidden']}-cell"
     if config.get("learner", "bptt") == "bptt":
         return net
-    lr = config["lr"]
-    return f"{net} online" + ("" if lr == tcs.RTRL_DEFAULTS["lr"] else f" lr={lr:g}")
+    cfg = config_of(config)
+    paper_m = tcs.RTRL_MOMENTUM["nmsd" if tcs.nmsd(cfg) else cfg.task]
+    return (f"{net} online" + (f" lr={cfg.lr:g}" if cfg.lr != tcs.RTRL_DEFAULTS["lr"] else "")
+            + (f" momentum={cfg.momentum:g}" if cfg.momentum != paper_m else "")
+            + ("" if cfg.protocol == "paper" else f" {cfg.protocol}"))
+
+
+def column_parts(net):
+    """A claims column's parts: (network, learner 'BPTT' or 'online', {'lr', 'momentum'} off the paper's recipe,
+    the protocol)."""
+    name, *rest = net.split()
+    recipe = dict(w.split("=") for w in rest if "=" in w)
+    protocol = "every-stream" if "every-stream" in rest else "paper"
+    return name, ("online" if rest else "BPTT"), recipe, protocol
 
 
 def title_of(net, short=False):
-    """A claims column in words: for figure titles 'one-cell network, online learner (the paper's recipe)', short
-    (table headers) 'one-cell, online'; 'one-cell, online lr 0.0001'; 'one-cell, BPTT'."""
-    name, _, rest = net.partition(" ")
-    lr = rest.partition("lr=")[2]
+    """A claims column in words: for figure titles 'one-cell network, online learner (the paper's recipe and
+    rule)', short (table headers) 'one-cell, online'; 'one-cell, online lr 0.0003 m 0.99'; 'one-cell, online lr
+    0.0001, every stream'; 'one-cell, BPTT'."""
+    name, learner, recipe, protocol = column_parts(net)
+    if learner == "BPTT":
+        return f"{name}, BPTT" if short else f"{name} network, BPTT + Adam"
     if short:
-        return f"{name}, " + ("BPTT" if not rest else f"online lr {lr}" if lr else "online")
-    how = ("BPTT + Adam" if not rest else f"online learner, learning rate {lr}" if lr
-           else "online learner (the paper's recipe)")
-    return f"{name} network, {how}"
+        return (f"{name}, online" + "".join(f" {'m' if k == 'momentum' else k} {v}" for k, v in recipe.items())
+                + (", every stream" if protocol == "every-stream" else ""))
+    how = (", ".join(f"{'learning rate' if k == 'lr' else k} {v}" for k, v in recipe.items())
+           or "the paper's recipe")
+    rule = "a test after every stream" if protocol == "every-stream" else "the paper's rule"
+    return f"{name} network, online learner ({how}; {rule})"
 
 
 def slug(net):
@@ -538,11 +556,13 @@ def slug(net):
 
 def networks_in(keys):
     """The claims columns among keys (network, ...), in order: the one-cell network by BPTT, then by the online
-    learner (the paper's recipe first), then the 8-cell network."""
-    nets = {key[0] for key in keys}
-    order = lambda n: (NETWORKS.index(n.split()[0]) if n.split()[0] in NETWORKS else len(NETWORKS),
-                       "online" in n, " lr=" in n, n)
-    return sorted(nets, key=order)
+    learner (the paper's rule first, the paper's recipe first), then the 8-cell network."""
+    return sorted({key[0] for key in keys}, key=column_order)
+
+
+def column_order(net):
+    return (NETWORKS.index(net.split()[0]) if net.split()[0] in NETWORKS else len(NETWORKS), "online" in net,
+            "every-stream" in net, "=" in net, net)
 
 
 def setting_name(config):
@@ -560,22 +580,86 @@ def setting_order(name):
     return ("gts", "pfg", "delays").index(task), wave, F, name
 
 
+def checkpoint_records(journal):
+    """The records of a journal's online jobs still in flight (its checkpoints, X.jsonl.ckpt/): each stopped model
+    as the journal record its job will write (scored as online_job() scores it), each running model as a record of
+    kind "running" with its training streams and steps so far. Checkpoints whose models are all in the journal are
+    stale and skipped."""
+    d, out = journal + ".ckpt", []
+    finished = tcs.journal_keys(journal)
+    for name in tcs.checkpoint_names(d):
+        meta, z = tcs.read_checkpoint(os.path.join(d, name))
+        if set(meta["keys"]) | set(meta["done"]) <= finished:
+            continue
+        n = len(meta["keys"]) + len(meta["done"])
+        for key, r in meta["done"].items():
+            config, seed = json.loads(key)
+            cfg = config_of(config)
+            r = {**r, "params": {k: np.array(v) for k, v in r["params"].items()}}
+            res = tcs.online_result(cfg, seed, r, meta["elapsed"] / n, n)
+            out.append({**json.loads(json.dumps(tcs.journal_record(cfg, seed, res))), "in_flight": name})
+        for m, key in enumerate(meta["keys"]):
+            config, seed = json.loads(key)
+            out.append({"kind": "running", "key": key, "config": config, "seed": seed,
+                        "cell": tcs.cell_name(config["peep"], config["forget"]), "in_flight": name,
+                        "streams": int(z["streams"][m]), "steps": int(z["steps"][m])})
+    return out
+
+
 def claims_runs(journals):
-    """{(network, setting, cell): [record]} of the finished runs in grid journals; a diverged run is a record with
+    """{(network, setting, cell): [record]} of the runs in grid journals, finished or (online) still in flight
+    (checkpoint_records(): a running model is a record of kind "running"); a diverged run is a record with
     "message" and counts as a failure. A group holds one recipe: runs of the same setting and cell trained another
-    way (a longer budget, another window) are a BadGrid, not silently pooled."""
+    way (another window, learning rate, ...) are a BadGrid, not silently pooled; an online group run at two budgets
+    (max_streams, max_steps) is the larger one's, and the smaller is named in SUPERSEDED."""
     runs, recipe = {}, {}
+    SUPERSEDED.clear()
+    budget = lambda c: tuple(c.get(b, 0) for b in tcs.BUDGET)
     for path in journals:
-        _, records, _ = tcs.read_journal(path)
-        for r in records:
+        for r in tcs.read_journal(path)[1] + checkpoint_records(path):
             key = (network_of(r["config"]), setting_name(r["config"]), r["cell"])
             first = recipe.setdefault(key, (r["config"], path))
-            if r["config"] != first[0]:
-                changed = sorted(k for k in {*r["config"], *first[0]} if r["config"].get(k) != first[0].get(k))
+            changed = sorted(k for k in {*r["config"], *first[0]} if r["config"].get(k) != first[0].get(k))
+            if changed and set(changed) <= set(tcs.BUDGET):       # the same models at another budget
+                small, large = sorted(((r["config"], path), first), key=lambda cp: budget(cp[0]))
+                SUPERSEDED[key] = (f"{' | '.join(key)}: {os.path.basename(small[1])} (its "
+                                   f"{', '.join(f'{b} {power(small[0][b])}' for b in changed)}) gives way to "
+                                   f"{os.path.basename(large[1])}")
+                if large[1] == first[1]:
+                    continue
+                recipe[key], runs[key] = (r["config"], path), []
+            elif changed:
                 raise tcs.BadGrid(f"{path}: {' '.join(key)} also in {first[1]} with another recipe "
                                   f"({', '.join(changed)}): give --claims one recipe per setting")
-            runs.setdefault(key, []).append(r)
+            runs.setdefault(key, []).append({**r, "journal": os.path.basename(path)})
     return runs
+
+
+SUPERSEDED = {}   # claims_runs()'s groups run at two budgets: {group: which journal gave way to which}
+
+
+def passed(record):
+    """A finished run's success: the online learner's pass, or BPTT's best checkpoint's success."""
+    if record["kind"] != "run":
+        return False
+    o = record["run"].get("online")
+    return o["outcome"] == "passed" if o else bool(record["run"]["best"]["success"])
+
+
+def fill_from_every_stream(runs):
+    """Under the paper's rule a test runs only after a training success and a test never changes the weights, so a
+    model that passed no test under --protocol every-stream passes none under the paper's rule within the same
+    budget (and engine). Each group of an every-stream column without a pass stands for the same group of the
+    column with the same recipe under the paper's rule, where that column did not run it. Returns the filled
+    runs and the set of keys so filled."""
+    out, filled = dict(runs), set()
+    cols = {key[0] for key in runs}
+    for (net, x, cell), recs in runs.items():
+        base = net[:-len(" every-stream")] if net.endswith(" every-stream") else None
+        if base in cols and (base, x, cell) not in runs and not any(map(passed, recs)):
+            out[(base, x, cell)] = recs
+            filled.add((base, x, cell))
+    return out, filled
 
 
 def first_success_steps(run, need):
@@ -587,17 +671,27 @@ def first_success_steps(run, need):
 
 
 def group_stats(records):
-    """Successes at the best checkpoint and the final model (diverged runs count as failures), the Wilson interval,
-    the median error-free run, the runs' longest, the steps to the first success and the successes' RMSE."""
+    """Successes (passed()) and those below the paper's stricter tolerance STRICT_TOL (by their test's largest
+    |error|, success_max_error()), the Wilson interval, the models still training (their successes unknown: a
+    verdict must hold whatever they do), the median error-free run, the runs' longest, the steps to the first
+    success and the successes' RMSE. Diverged runs count as failures."""
     ok = [r["run"] for r in records if r["kind"] == "run"]
-    n, kb = len(records), sum(r["best"]["success"] for r in ok)
+    running = [r for r in records if r["kind"] == "running"]
+    n, kb = len(records), sum(map(passed, records))
     lo, hi = tcs.wilson_interval(kb, n)
     need = records[0]["config"]["test_units"]
     first = [s for s in (first_success_steps(r, need) for r in ok) if s is not None]
     streams = [r["online"]["first_pass"]["streams"] for r in ok if "online" in r and r["online"]["first_pass"]]
     rmse = [r["best"]["rmse"] for r in ok if r["best"]["success"]]
+    worst = sorted(attach_max_errors(records))
+    tol = tcs.TASKS[records[0]["config"]["task"]].tol
     return {"n": n, "success_best": kb, "success_final": sum(r["final"]["success"] for r in ok),
-            "ci": [round(lo, 3), round(hi, 3)], "diverged": n - len(ok),
+            "ci": [round(lo, 3), round(hi, 3)], "diverged": n - len(ok) - len(running), "running": len(running),
+            "running_streams": [min(r["streams"] for r in running), max(r["streams"] for r in running)]
+            if running else None,
+            "success_strict": sum(w < tcs.STRICT_TOL for w in worst),
+            "within_001": sum(tol - w < 0.01 for w in worst),
+            "success_max_errors": [round(w, 4) for w in worst],
             "median_run_best": float(np.median([r["best"]["run_units"] for r in ok])) if ok else 0.0,
             "max_run_best": max((r["best"]["run_units"] for r in ok), default=0),
             "steps_per_run": ok[0]["steps"] if ok else None,
@@ -611,14 +705,14 @@ def group_stats(records):
 
 def online_stops(records):
     """How the online learner's models of a group stopped: passed, at the step cap (max_steps training steps),
-    at the stream budget (max_streams training streams), diverged, and the training streams each model stopped at
-    the step cap had seen (what the cap cut off); None for BPTT runs."""
+    at the stream budget (max_streams training streams), diverged, still running, and the training streams each
+    model stopped at the step cap had seen (what the cap cut off); None for BPTT runs."""
     if records[0]["config"].get("learner", "bptt") != "rtrl":
         return None
-    out = {"passed": 0, "step_cap": 0, "stream_budget": 0, "diverged": 0, "step_cap_streams": []}
+    out = {"passed": 0, "step_cap": 0, "stream_budget": 0, "diverged": 0, "running": 0, "step_cap_streams": []}
     for r in records:
         if r["kind"] != "run":
-            out["diverged"] += 1
+            out["running" if r["kind"] == "running" else "diverged"] += 1
             continue
         o, cfg = r["run"]["online"], r["config"]
         how = ("passed" if o["outcome"] == "passed" else "step_cap" if o["steps"] >= cfg["max_steps"]
@@ -714,7 +808,10 @@ def _k(st, ci=True):
     """'k/n [lo, hi]': successes at the best checkpoint and their 95% Wilson interval."""
     if not st:
         return "-"
-    return f"{st['success_best']}/{st['n']}" + (f" [{st['ci'][0]:.2f}, {st['ci'][1]:.2f}]" if ci else "")
+    k = f"{st['success_best']}/{st['n']}" + (f" [{st['ci'][0]:.2f}, {st['ci'][1]:.2f}]" if ci else "")
+    if ci and st["success_best"]:
+        k += f" ({st['success_strict']} below {tcs.STRICT_TOL})"
+    return k + (f", {st['running']} still training" if st["running"] else "")
 
 
 def claim_verdicts(stats, mech):
@@ -781,16 +878,18 @@ def claim_verdicts(stats, mech):
 
     def c_msd_longer(net):
         short, long_ = "delays F=10 I=0,1", "delays F=49 I=0,1"
-        got = {c: (S(net, short, c), S(net, long_, c)) for c in ("peephole", "vanilla") if S(net, short, c)}
-        if not got or not any(a["success_best"] for a, b in got.values() if b):
+        got = {c: (S(net, short, c), S(net, long_, c)) for c in ("peephole", "vanilla")
+               if S(net, short, c) and S(net, long_, c)}
+        if not got or not any(a["success_best"] for a, _ in got.values()):
             return "not run", "no peephole or vanilla run learned F = 10 to compare with"
         k10, n10 = (sum(a[x] for a, _ in got.values()) for x in ("success_best", "n"))
         k49, n49 = (sum(b[x] for _, b in got.values()) for x in ("success_best", "n"))
         pv = tcs.fisher_exact(k10, n10 - k10, k49, n49 - k49)
         v = "yes" if k49 < k10 and pv < 0.05 else "partly" if k49 < k10 else "no"
-        steps = next(iter(got.values()))
-        return v, (f"peephole and vanilla: F=10 {k10}/{n10}, F=49 {k49}/{n49} (Fisher p = {pv:.2g}), F=49 on "
-                   f"{steps[1]['steps_per_run'] / steps[0]['steps_per_run']:.1f} times the time steps")
+        a, b = next(iter(got.values()))
+        longer = (f", F=49 on {b['steps_per_run'] / a['steps_per_run']:.1f} times the time steps"
+                  if " online" not in net else "")             # an online model stops at its pass: no fixed length
+        return v, f"peephole and vanilla: F=10 {k10}/{n10}, F=49 {k49}/{n49} (Fisher p = {pv:.2g}){longer}"
 
     def c_faster(net, setting, fast, slow):
         a, b = S(net, setting, fast), S(net, setting, slow)
@@ -799,6 +898,8 @@ def claim_verdicts(stats, mech):
         fa, fb = a["median_steps_to_first_success"], b["median_steps_to_first_success"]
         if a["success_best"] < 3 or b["success_best"] < 3:
             return "not run", f"too few successes to compare ({fast} {_k(a)}, {slow} {_k(b)})"
+        if fa is None or fb is None:                 # successes counted before they happen (robust_verdicts())
+            return "running", "running"
         tests = "a test after every training stream" if "online" in net else "a test every 250 iterations"
         return ("yes" if fa < fb else "no"), (f"median steps to the first success: {fast} {fa / 1e6:.2f} M, "
                                               f"{slow} {fb / 1e6:.2f} M{' (equal)' if fa == fb else ''} ({setting}; "
@@ -865,6 +966,8 @@ def claim_verdicts(stats, mech):
     def c_longer(net):
         got = [(x, S(net, x, "peephole")) for x in gts if S(net, x, "peephole")]
         med = [(x, st["median_steps_to_first_success"]) for x, st in got if st["success_best"] >= 3]
+        if any(m is None for _, m in med):           # successes counted before they happen (robust_verdicts())
+            return "running", "running"
         if len(med) < 2:
             return "not run", "fewer than two periods with 3 or more peephole successes: " + \
                 "; ".join(f"{x[4:]} {_k(st)}" for x, st in got)
@@ -905,7 +1008,7 @@ def claim_verdicts(stats, mech):
             return "not run", "not run"
         r, n = st["median_rmse_of_successes"], st["success_best"]
         if r is None:
-            return "not run", f"no peephole success ({_k(st)})"
+            return ("running" if n else "not run"), f"no peephole success ({_k(st)})"
         if r > 0.17 + 2 * 0.019:
             return "no", f"median RMSE of its {n} successes {r:.3f}"
         return ("yes" if n >= 3 else "partly"), (f"median RMSE of its {n} successes {r:.3f}" if n >= 3 else
@@ -979,16 +1082,19 @@ SHORT_CLAIMS = {
 SHORT_VERDICTS = {"not reproduced": "n.r.", "not run": "–"}
 
 
-def verdict_markdown(claims):
-    """The verdicts alone, a column per network and learner and the row's overall one, each claim in a few words
-    (SHORT_CLAIMS; n.r.: not reproduced by that training, –: not run): the README's answer table."""
+def verdict_markdown(claims, overall=True):
+    """The verdicts alone, a column per network and learner, and (overall) the row's verdict and the same at the
+    paper's stricter tolerance, each claim in a few words (SHORT_CLAIMS; n.r.: not reproduced by that training, –:
+    not run): the README's answer table."""
     nets = list(claims[0]["networks"])
     v = lambda x: SHORT_VERDICTS.get(x, x)
-    rows = ["| claim [source] | " + " | ".join(title_of(n, short=True) for n in nets) + " | reproduces |",
-            "|---|" + "---|" * (len(nets) + 1)]
+    more = f" reproduces | at {tcs.STRICT_TOL} |" if overall else ""
+    rows = ["| claim [source] | " + " | ".join(title_of(n, short=True) for n in nets) + " |" + more,
+            "|---|" + "---|" * (len(nets) + 2 * overall)]
     for c in claims:
         rows.append(f"| {SHORT_CLAIMS[c['id']]} [{c['source']}] | "
-                    + " | ".join(v(c["networks"][n]["verdict"]) for n in nets) + f" | **{v(c['verdict'])}** |")
+                    + " | ".join(v(c["networks"][n]["verdict"]) for n in nets) + " |"
+                    + (f" **{v(c['verdict'])}** | {v(c['verdict_at_0.15'])} |" if overall else ""))
     return "\n".join(rows)
 
 
@@ -1043,17 +1149,18 @@ def stops_markdown(stats):
     """How the online learner's models stopped, per column and setting (all four cells): passed, at the step cap,
     at the stream budget, diverged, and the median [range] of the training streams seen by the models the step cap
     stopped; '' without online runs."""
-    rows = ["| column | setting | models | passed | step cap | stream budget | diverged | "
-            "streams seen at the step cap, median [range] |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    rows = ["| column | setting | models | passed | step cap | stream budget | diverged | running | "
+            "streams seen at the step cap, median [range] |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for net in networks_in(stats):
         for x in sorted({key[1] for key in stats if key[0] == net}, key=setting_order):
             got = [st["online_stops"] for (n, xx, _), st in stats.items()
                    if n == net and xx == x and st["online_stops"]]
             if got:
-                tot = {k: sum(g[k] for g in got) for k in ("passed", "step_cap", "stream_budget", "diverged")}
+                tot = {k: sum(g[k] for g in got) for k in ("passed", "step_cap", "stream_budget", "diverged",
+                                                           "running")}
                 seen = sorted(v for g in got for v in g["step_cap_streams"])
                 rows.append(f"| {net} | {x.replace('pfg ', 'pfg f_')} | {sum(tot.values())} | {tot['passed']} | "
-                            f"{tot['step_cap']} | {tot['stream_budget']} | {tot['diverged']} | "
+                            f"{tot['step_cap']} | {tot['stream_budget']} | {tot['diverged']} | {tot['running']} | "
                             + (f"{millions(np.median(seen))} [{millions(seen[0])}–{millions(seen[-1])}]" if seen
                                else "-") + " |")
     return "\n".join(rows) if len(rows) > 2 else ""
@@ -1341,17 +1448,49 @@ def pass_margin(record):
     o = record["run"]["online"]
     if o.get("test_max_error") is not None:
         return o["test_max_error"], "recorded"
-    cfg = config_of(record["config"])
+    return free_run_max_errors([record])[0], "re-scored"
+
+
+def free_run_max_errors(records):
+    """The largest |pred - y| of each run's best weights run free over its test stream's first test_units units:
+    records of one setting and network (one test stream), their free runs batched into one (a model axis)."""
+    cfg = config_of(records[0]["config"])
     s = tcs.stream_test(cfg, cfg.test_units)
-    err = np.abs(tcs.free_run(best_params(record), tcs.net_of(cfg), s.x) - s.y[:, 0])
-    return float(err.max()), "re-scored"
+    P = [best_params(r) for r in records]
+    params = {k: np.stack([p[k] for p in P]) for k in P[0]} if len(P) > 1 else P[0]
+    pred = tcs.free_run(params, tcs.net_of(cfg), s.x, M=len(P))
+    return np.abs(pred.reshape(len(s.x), len(P)) - s.y[:, :1]).max(axis=0).tolist()
+
+
+def success_max_error(record):
+    """A success's largest |error| over its test: an online pass's margin (pass_margin()), a BPTT success's free
+    run of its best checkpoint (free_run_max_errors()); kept in the record ("max_error") once known."""
+    if "max_error" not in record:
+        record["max_error"] = (pass_margin(record)[0] if "online" in record["run"] else
+                               free_run_max_errors([record])[0])
+    return record["max_error"]
+
+
+def attach_max_errors(records):
+    """success_max_error() of a group's successes, the free runs they need batched into one."""
+    todo = [r for r in records if passed(r) and "max_error" not in r and not (
+        "online" in r["run"] and r["run"]["online"].get("test_max_error") is not None)]
+    for r, w in zip(todo, free_run_max_errors(todo) if todo else []):
+        r["max_error"] = w
+    return [success_max_error(r) for r in records if passed(r)]
+
+
+def all_records(journal):
+    """A journal's finished records and those of its jobs in flight (checkpoint_records())."""
+    return tcs.read_journal(journal)[1] + checkpoint_records(journal)
 
 
 def online_passes(journals):
-    """Every passed online model of the journals with its margin (pass_margin()), setting, cell and recipe."""
+    """Every passed online model of the journals (finished or in flight) with its margin (pass_margin()),
+    setting, cell and recipe."""
     pts = []
     for p in journals:
-        for r in tcs.read_journal(p)[1]:
+        for r in all_records(p):
             o = r["run"].get("online") if r["kind"] == "run" else None
             if o and o["outcome"] == "passed":
                 worst, how = pass_margin(r)
@@ -1363,25 +1502,31 @@ def online_passes(journals):
 
 
 def margins_markdown(journals):
-    """Per online claims column and setting with passes: the passes, how many had a training success before
-    them, how many lie within 0.01 of the tolerance and below 0.15, and their largest |error|."""
+    """Per online claims column, setting and cell with passes: the passes, how many had a training success before
+    them, how many lie within 0.01 of the tolerance and below 0.15, how many (MSD streams) also pass a second test
+    stream, and their largest |error|."""
     rows, by = [], {}
     for p in journals:
-        for r in tcs.read_journal(p)[1]:
+        for r in all_records(p):
             o = r["run"].get("online") if r["kind"] == "run" else None
             if o and o["outcome"] == "passed":
-                by.setdefault((network_of(r["config"]), setting_name(r["config"])), []).append((r, pass_margin(r)[0]))
-    for (net, x), passes in sorted(by.items(), key=lambda kv: (networks_in([kv[0][0]]), setting_order(kv[0][1]))):
+                key = (network_of(r["config"]), setting_name(r["config"]), r["cell"])
+                by.setdefault(key, []).append((r, pass_margin(r)[0]))
+    for (net, x, c), got in sorted(by.items(), key=lambda kv: (column_order(kv[0][0]), setting_order(kv[0][1]),
+                                                                  CELL_ORDER.index(kv[0][2]))):
         tol = tcs.TASKS[x.split()[0]].tol
-        ws = sorted(w for _, w in passes)
-        trained = sum(r["run"]["online"]["first_train_success"] is not None for r, _ in passes)
-        rows.append(f"| {net} | {x} | {len(passes)} | {trained} | {sum(tol - w < 0.01 for w in ws)} "
-                    f"| {sum(w < tcs.STRICT_TOL for w in ws)} | {np.median(ws):.3f} [{ws[0]:.3f}–{ws[-1]:.3f}] |")
+        ws = sorted(w for _, w in got)
+        trained = sum(r["run"]["online"]["first_train_success"] is not None for r, _ in got)
+        second = [r["run"]["online"].get("second_test") for r, _ in got]
+        both = f"{sum(t['passed'] for t in second if t)}" if all(second) else "–"
+        rows.append(f"| {net} | {x} | {c} | {len(got)} | {trained} | {sum(tol - w < 0.01 for w in ws)} "
+                    f"| {sum(w < tcs.STRICT_TOL for w in ws)} | {both} "
+                    f"| {np.median(ws):.3f} [{ws[0]:.3f}–{ws[-1]:.3f}] |")
     if not rows:
         return ""
-    head = ("| column | setting | passes | of them with a training success before | within 0.01 of the tolerance "
-            "| below 0.15 | largest \\|error\\|, median [range] |")
-    return "\n".join([head, "|---|---|---:|---:|---:|---:|---:|", *rows])
+    head = ("| column | setting | cell | passes | of them with a training success before | within 0.01 of the "
+            "tolerance | below 0.15 | also on a second test stream | largest \\|error\\|, median [range] |")
+    return "\n".join([head, "|---|---|---|---:|---:|---:|---:|---:|---:|", *rows])
 
 
 def fig_pass_margins(journals, path):
@@ -1431,12 +1576,181 @@ def same_numbers(a, b, rel=1e-9):
     return a == b
 
 
+def robust_verdicts(stats, mech):
+    """claim_verdicts() that says only what holds whatever the models still training do: each verdict is computed
+    with them all failing and all succeeding, and is "running" where the two differ. Each network's verdict and the
+    claim's also get "at_0.15": the same, counting only successes whose test's largest |error| is below the paper's
+    stricter STRICT_TOL."""
+    def counted(running, strict):
+        return {k: {**st, "success_best": st["success_strict" if strict else "success_best"]
+                    + (st["running"] if running else 0)} for k, st in stats.items()}
+    low, high, slow, shigh = (claim_verdicts(counted(r, x), mech) for x in (False, True) for r in (False, True))
+    for c, h, sl, sh in zip(low, high, slow, shigh):
+        for net, v in c["networks"].items():
+            if v["verdict"] != h["networks"][net]["verdict"]:
+                v["verdict"], v["measured"] = "running", v["measured"] + "; models still training decide it"
+            a, b = sl["networks"][net]["verdict"], sh["networks"][net]["verdict"]
+            v["at_0.15"] = a if a == b else "running"
+        c["verdict"] = c["verdict"] if c["verdict"] == h["verdict"] else "running"
+        c["verdict_at_0.15"] = sl["verdict"] if sl["verdict"] == sh["verdict"] else "running"
+    return low
+
+
+def power(n):
+    """10000000 -> '10^7'; other numbers as they are."""
+    e = round(math.log10(n)) if n > 0 else 0
+    return f"10^{e}" if 10 ** e == n else f"{n:,}"
+
+
+def budgets_markdown(runs, filled, nets):
+    """What the online groups of the columns nets rest on: their rule, budget a model (training streams, step
+    cap), journal, the models finished and still training; groups filled from an every-stream column
+    (fill_from_every_stream()) say so. Settings that rest on the same alike are one row."""
+    rows = {}
+    for (net, x, cell), recs in sorted(runs.items(), key=lambda kv: (setting_order(kv[0][1]),
+                                                                      CELL_ORDER.index(kv[0][2]))):
+        if net not in nets or " online" not in net:
+            continue
+        cfg = recs[0]["config"]
+        rule = ("every-stream, no pass (so none under the paper's rule)" if (net, x, cell) in filled else
+                cfg.get("protocol", "every-stream"))
+        key = (net, rule, f"{power(cfg['max_streams'])} streams, {power(cfg['max_steps'])} steps",
+               ", ".join(sorted({r["journal"] for r in recs})))
+        rows.setdefault(key, {}).setdefault(x, []).append((cell, recs))
+    out = []
+    for (net, rule, budget, journal), by in sorted(rows.items(), key=lambda kv: column_order(kv[0][0])):
+        shapes = {}
+        for x, got in by.items():                       # settings with the same cells: one row
+            shapes.setdefault(tuple(c for c, _ in got), []).append(x)
+        for cells, xs in shapes.items():
+            recs = [r for x in xs for c, rr in by[x] for r in rr]
+            run = [r["streams"] for r in recs if r["kind"] == "running"]
+            left = f"{len(run)} ({min(run) / 1e6:.2f}–{max(run) / 1e6:.2f} M streams so far)" if run else "0"
+            out.append(f"| {net} | {'; '.join(x.replace('pfg ', 'pfg f_') for x in xs)} | {', '.join(cells)} | "
+                       f"{rule} | {budget} | {len(recs) - len(run)} | {left} | {journal} |")
+    head = ("| column | settings | cells | rule | budget a model | finished | still training | journal |\n"
+            "|---|---|---|---|---|---:|---|---|")
+    return head + "\n" + "\n".join(out) if out else ""
+
+
+PAPER_MECHANISM = {   # what the paper [N] says a solution of each task family does, and how it is checked here
+    "gts": ("input and forget gates shut together at each spike (c reset to 0); output gate open only at the spike",
+            lambda m: m["resets"] and m["gates_at_spike"]),
+    "delays": ("vanilla: output gate open (ramping, or oscillating and counting); peephole: output gate mostly shut",
+               lambda m: (m["mean_o"] > 0.5) == (m["cell"] == "vanilla") if m["cell"] in ("peephole", "vanilla")
+               else None),
+    "pfg": ("none described", None)}
+
+
+def best_margin_mechanisms(runs, nets):
+    """Per setting that a one-cell column of nets solved (the paper's network: its one cell is the mechanism):
+    its success with the smallest largest |error| over the test (success_max_error()), its gates and cell state
+    over periods 2 to 51 (GTS, PFG) or intervals 2 to 51 (MSD streams) of a free run (means at the target's unit
+    ends and elsewhere; GTS: the reset shares of gate_mechanism(); MSD: whether c ramps through the intervals), and
+    whether that is what the paper describes (PAPER_MECHANISM)."""
+    out = {}
+    for x in sorted({key[1] for key in runs}, key=setting_order):
+        cands = [r for (net, xx, _), recs in runs.items() if xx == x and net in nets and net.startswith("one-cell")
+                 for r in recs if passed(r)]
+        if not cands:
+            continue
+        r = min(cands, key=lambda r: (success_max_error(r), r["seed"]))
+        cfg = config_of(r["config"])
+        s = tcs.stream_test(cfg, 51)
+        inner = internals(best_params(r), s.x, tcs.net_of(cfg))
+        first = int(np.flatnonzero(s.ends[:, 0])[0]) + 1             # after the first unit's end
+        k = slice(first, None)
+        ends = np.flatnonzero(s.ends[k, 0])
+        rest = np.ones(len(s.ends[k]), bool)
+        rest[ends] = False
+        f = inner["f"][k, 0, 0] if inner["f"] is not None else None
+        gates = {g: inner[g][k, 0, 0] for g in ("i", "o")}
+        if f is not None:
+            gates["f"] = f
+        m = {"column": network_of(r["config"]), "cell": r["cell"], "seed": r["seed"], "journal": r["journal"],
+             "max_error": round(success_max_error(r), 4), "tolerance": tcs.TASKS[cfg.task].tol,
+             **{f"mean_{g}_at_unit_end": round(float(v[ends].mean()), 3) for g, v in gates.items()},
+             **{f"mean_{g}_elsewhere": round(float(v[rest].mean()), 3) for g, v in gates.items()},
+             "mean_o": round(float(gates["o"].mean()), 3),
+             "c_range": [round(float(inner["c"][k, 0, 0].min()), 3), round(float(inner["c"][k, 0, 0].max()), 3)]}
+        if cfg.task == "gts":
+            g = gate_mechanism(inner["c"][k, :, 0], inner["i"][k, :, 0], f[:, None] if f is not None else None,
+                               inner["o"][k, :, 0], ends)
+            m.update(reset=g["reset"][0], open_at_spike=g["open_at_spike"][0], closed_elsewhere=g["closed_elsewhere"][0],
+                     resets=g["resets"], gates_at_spike=g["gates_at_spike"])
+        if cfg.task == "delays":
+            m["ramps"] = bool(ramping_models([r])[0])
+        text, check = PAPER_MECHANISM[cfg.task]
+        m["paper"], m["as_the_paper"] = text, (check(m) if check else None)
+        m["as_the_paper"] = None if m["as_the_paper"] is None else bool(m["as_the_paper"])
+        out[x] = m
+    return out
+
+
+def mechanism_markdown(mechs):
+    rows = ["| setting | best-margin solution | largest \\|error\\| (tolerance) | gates at the target's unit ends: "
+            "i, f, o | elsewhere: i, f, o | cell state c | the paper's description | as described |",
+            "|---|---|---|---|---|---|---|---|"]
+    for x, m in mechs.items():
+        g = lambda where: ", ".join(f"{m[f'mean_{q}_{where}']:.2f}" if f"mean_{q}_{where}" in m else "–"
+                                    for q in "ifo")
+        c = f"{m['c_range'][0]:.2f} to {m['c_range'][1]:.2f}"
+        if "reset" in m:
+            c += (f"; i and f shut with c near 0 at {m['reset']:.0%} of the spikes; o open at "
+                  f"{m['open_at_spike']:.0%} of them, shut at {m['closed_elsewhere']:.0%} of the other steps")
+        if "ramps" in m:
+            c += "; ramps through the intervals" if m["ramps"] else "; no ramp through the intervals"
+        yes = {True: "yes", False: "no", None: "–"}[m["as_the_paper"]]
+        rows.append(f"| {x.replace('pfg ', 'pfg f_')} | {m['column']}, {m['cell']}, seed {m['seed']} | "
+                    f"{m['max_error']:.3f} ({m['tolerance']}) | {g('at_unit_end')} | {g('elsewhere')} | {c} | "
+                    f"{m['paper']} | {yes} |")
+    return "\n".join(rows)
+
+
+def fig_best_margins(runs, mechs, path, units=3):
+    """Each setting's best-margin solution (best_margin_mechanisms()) over `units` units after the first: a row per
+    setting, its output against the target, its cell state, its gates."""
+    fig, axes = plt.subplots(len(mechs), 3, figsize=(11, 1.9 * len(mechs) + 0.8), layout="constrained",
+                             squeeze=False)
+    for row, (x, m) in zip(axes, mechs.items()):
+        r = next(r for (net, xx, c), recs in runs.items() if xx == x and net == m["column"] and c == m["cell"]
+                 for r in recs if r["kind"] == "run" and r["seed"] == m["seed"])
+        cfg = config_of(r["config"])
+        s = tcs.stream_test(cfg, units + 1)
+        inner = internals(best_params(r), s.x, tcs.net_of(cfg))
+        t = np.arange(int(np.flatnonzero(s.ends[:, 0])[0]) + 1, len(s.ends))
+        row[0].plot(t, s.y[t, 0], color="0.55", lw=2.2, label="target")
+        row[0].plot(t, inner["pred"][t, 0], color="black", lw=1.0, label="output")
+        row[1].plot(t, inner["c"][t, 0, 0], color="tab:red", lw=1.2, label="cell state c")
+        row[1].axhline(0, color="0.7", lw=0.6, zorder=0)
+        for g, col in (("i", "tab:green"), ("f", "tab:purple"), ("o", "tab:orange")):
+            if inner[g] is not None:
+                row[2].plot(t, inner[g][t, 0, 0], color=col, lw=1.1, label=f"{g} gate")
+        row[2].set_ylim(-0.05, 1.05)
+        row[0].set_ylabel(x.replace("pfg ", "pfg f_").replace("delays", "MSD stream"), fontsize=8)
+        for ax in row:
+            for e in t[s.ends[t, 0]]:
+                ax.axvline(e, color="0.85", lw=0.8, zorder=0)
+            ax.tick_params(labelsize=7)
+        row[0].set_title(f"{title_of(m['column'], short=True)}, {m['cell']}, seed {m['seed']}: largest |error| "
+                         f"{m['max_error']:.3f} (tol {m['tolerance']})", fontsize=7.5, loc="left")
+    for ax, what in zip(axes[0], ("output", "cell state", "gates")):
+        ax.legend(fontsize=7, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.12), ncol=3)
+    for ax in axes[-1]:
+        ax.set_xlabel("time step of the free run (grey: the target's unit ends)", fontsize=7.5)
+    save(fig, path)
+
+
 def claims(journals, outdir, out_json):
-    """The claims table (printed, and in out_json), the success heatmap, the free runs and the GTS mechanism
-    figure from the claims grids' journals (a column per network and learner); their numbers in facts.json under
-    "claims"."""
-    runs = claims_runs(journals)
+    """The claims table (printed, and in out_json), the success heatmap, the free runs, the GTS mechanism figure
+    and the best-margin solutions' mechanisms from the claims grids' journals, finished or in flight: a column per
+    network and learner, the online learner under the paper's rule (its every-stream columns: the sensitivity table;
+    their groups without a pass stand for the paper's rule where it was not run, fill_from_every_stream()). Their
+    numbers in facts.json under "claims"."""
+    runs, filled = fill_from_every_stream(claims_runs(journals))
     nets = networks_in(runs)
+    main = [n for n in nets if "every-stream" not in n]
+    online = [n for n in nets if " online" in n]
     stats = {key: group_stats(recs) for key, recs in sorted(runs.items())}
     gts_runs = lambda net, cell: [r for x in ("gts F=10", "gts F=25", "gts F=50") for r in runs.get((net, x, cell), [])]
     mech = {net: {**{f"gts_{cell}": gts_mechanisms(gts_runs(net, cell)) for cell in ("peephole", "vanilla")},
@@ -1445,10 +1759,14 @@ def claims(journals, outdir, out_json):
                   "msd_ramps": {cell: ramping_models(runs.get((net, "delays F=10 I=0,1,2", cell), []))
                                 for cell in ("peephole", "vanilla")}}
             for net in nets}
-    table = claim_verdicts(stats, mech)
+    table = robust_verdicts({k: st for k, st in stats.items() if k[0] in main}, mech)
+    sensitivity = robust_verdicts({k: st for k, st in stats.items() if k[0] in online and k not in filled}, mech) \
+        if any("every-stream" in n for n in online) else None
+    mechs = best_margin_mechanisms(runs, main)
     os.makedirs(outdir, exist_ok=True)
-    facts = {"success": fig_claims_success(stats, os.path.join(outdir, "claims_success.png"))}
-    for net in nets:
+    facts = {"success": fig_claims_success({k: st for k, st in stats.items() if k[0] in main},
+                                           os.path.join(outdir, "claims_success.png"))}
+    for net in main:
         name = f"free_runs_{slug(net)}"
         shown = fig_free_runs(runs, net, os.path.join(outdir, name + ".png"))
         if shown:
@@ -1458,28 +1776,46 @@ def claims(journals, outdir, out_json):
                                 for cell in ("peephole", "vanilla") for m in [mech[net][f"gts_{cell}"]]}
                           for net in nets}
     facts["mechanism_shown"] = {}
-    for net in (n for n in nets if mech[n]["gts_peephole"]):          # each column with a peephole GTS solution
+    for net in (n for n in main if mech[n]["gts_peephole"]):          # each column with a peephole GTS solution
         ms = mech[net]["gts_peephole"]
         solved = [r for r, *_ in solutions(gts_runs(net, "peephole"), 1)]  # the same runs, in the same order
         j = max(range(len(ms)), key=lambda j: (ms[j]["resets"] + ms[j]["gates_at_spike"], max(ms[j]["reset"])))
         facts["mechanism_shown"][net] = fig_gts_mechanism(solved[j], ms[j],
                                                           os.path.join(outdir, f"gts_mechanism_{slug(net)}.png"))
+    if mechs:
+        fig_best_margins(runs, mechs, os.path.join(outdir, "best_margin_mechanisms.png"))
+    facts["best_margin_mechanisms"] = mechs
     add_facts(outdir, claims=facts)
     new = {"journals": list(journals), **tcs.versions(), "stats": {" | ".join(key): st for key, st in stats.items()},
-           "mechanism": mech, "claims": table}
+           "filled_from_every_stream": [" | ".join(k) for k in sorted(filled)],
+           "superseded": list(SUPERSEDED.values()), "mechanism": mech,
+           "best_margin_mechanisms": mechs, "claims": table, "sensitivity": sensitivity}
     try:
         with open(out_json) as fh:
             old = json.load(fh)
     except (OSError, ValueError):
         old = None
     if old is not None and all(same_numbers(old.get(k), json.loads(json.dumps(new[k]))) for k in
-                               ("journals", "stats", "mechanism", "claims")):
+                               ("journals", "stats", "mechanism", "claims", "sensitivity", "best_margin_mechanisms")):
         print(f"{out_json}: the same table and numbers (to 9 digits): left as it is")   # another CPU's last digits
     else:
         tcs.write_json(out_json, new)
-    print("The verdicts (n.r.: not reproduced by that training; –: not run):\n\n" + verdict_markdown(table)
-          + "\n\nThe claims table:\n\n" + claims_markdown(table))
-    first = first_success_markdown(stats)
+    print("The verdicts (n.r.: not reproduced by that training; –: not run; running: models still training decide "
+          f"it; at {tcs.STRICT_TOL}: counting only successes whose test's largest |error| is below "
+          f"{tcs.STRICT_TOL}):\n\n" + verdict_markdown(table) + "\n\nThe claims table:\n\n" + claims_markdown(table))
+    if sensitivity:
+        print("\nThe online learner's verdicts under each success rule (every-stream: any test after any training "
+              "stream passes):\n\n" + verdict_markdown(sensitivity, overall=False))
+    budgets = budgets_markdown(runs, filled, main)
+    if budgets:
+        print("\nWhat each online group under the paper's rule rests on:\n\n" + budgets)
+    if SUPERSEDED:
+        print("\nGroups run at two budgets, shown at the larger:\n\n" + "\n".join(f"- {v}" for v in
+                                                                               SUPERSEDED.values()))
+    if mechs:
+        print("\nEach setting's best-margin solution (the success with the smallest largest |error| over its test, "
+              "any column under the paper's rule) over units 2 to 51 of a free run:\n\n" + mechanism_markdown(mechs))
+    first = first_success_markdown({k: st for k, st in stats.items() if k not in filled})
     if first:
         print("\nTo the first success (successes of the runs, then the median [range] over the successful runs of the "
               "training time steps, and for the online learner the training streams, before the first passed "
@@ -1491,10 +1827,10 @@ def claims(journals, outdir, out_json):
         print("\nThe online learner's passes: how many had a training success before them (the paper's rule needs "
               "one right before), and how far inside the tolerance they are (their test's largest |error|; a pass "
               "from before margins were recorded is re-scored by its free run):\n\n" + margins)
-    stops = stops_markdown(stats)
+    stops = stops_markdown({k: st for k, st in stats.items() if k not in filled})
     if stops:
         print("\nHow the online learner's models stopped (at the step cap: their recipe's max_steps training "
-              "steps; at the stream budget: its max_streams training streams):\n\n" + stops)
+              "steps; at the stream budget: its max_streams training streams; running: still training):\n\n" + stops)
 
 
 # ----------------------------------------------------------------------------------------------------------------
