@@ -17,6 +17,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 
 import matplotlib
 
@@ -535,13 +536,14 @@ def column_parts(net):
 
 def title_of(net, short=False):
     """A claims column in words: for figure titles 'one-cell network, online learner (the paper's recipe and
-    rule)', short (table headers) 'one-cell, online'; 'one-cell, online lr 0.0003 m 0.99'; 'one-cell, online lr
-    0.0001, every stream'; 'one-cell, BPTT'."""
+    rule)', short (table headers: the one-cell network's online columns by their learner alone) 'online'; 'online lr
+    0.0003 m 0.99'; 'online lr 0.0001, every stream'; 'one-cell, BPTT'."""
     name, learner, recipe, protocol = column_parts(net)
     if learner == "BPTT":
         return f"{name}, BPTT" if short else f"{name} network, BPTT + Adam"
-    if short:
-        return (f"{name}, online" + "".join(f" {'m' if k == 'momentum' else k} {v}" for k, v in recipe.items())
+    if short:                                    # the online learner ran the paper's network: no name needed
+        return (("" if name == "one-cell" else f"{name}, ") + "online"
+                + "".join(f" {'m' if k == 'momentum' else k} {v}" for k, v in recipe.items())
                 + (", every stream" if protocol == "every-stream" else ""))
     how = (", ".join(f"{'learning rate' if k == 'lr' else k} {v}" for k, v in recipe.items())
            or "the paper's recipe")
@@ -614,14 +616,16 @@ def claims_runs(journals):
     (max_streams, max_steps) is the larger one's, and the smaller is named in SUPERSEDED."""
     runs, recipe = {}, {}
     SUPERSEDED.clear()
+    GAVE_WAY.clear()
     budget = lambda c: tuple(c.get(b, 0) for b in tcs.BUDGET)
     for path in journals:
         for r in tcs.read_journal(path)[1] + checkpoint_records(path):
-            key = (network_of(r["config"]), setting_name(r["config"]), r["cell"])
+            key = group_of(r)
             first = recipe.setdefault(key, (r["config"], path))
             changed = sorted(k for k in {*r["config"], *first[0]} if r["config"].get(k) != first[0].get(k))
             if changed and set(changed) <= set(tcs.BUDGET):       # the same models at another budget
                 small, large = sorted(((r["config"], path), first), key=lambda cp: budget(cp[0]))
+                GAVE_WAY.add((os.path.basename(small[1]), key))
                 SUPERSEDED[key] = (f"{' | '.join(key)}: {os.path.basename(small[1])} (its "
                                    f"{', '.join(f'{b} {power(small[0][b])}' for b in changed)}) gives way to "
                                    f"{os.path.basename(large[1])}")
@@ -636,6 +640,7 @@ def claims_runs(journals):
 
 
 SUPERSEDED = {}   # claims_runs()'s groups run at two budgets: {group: which journal gave way to which}
+GAVE_WAY = set()  # and (the smaller budget's journal, group) of each: its records count nowhere
 
 
 def passed(record):
@@ -778,14 +783,15 @@ def gts_mechanisms(records, periods=50):
 
 def ramping_models(records, units=100):
     """For each successful model: whether one of its cells ramps through the intervals of its held-out stream, by
-    the MSD timer census's rule (timer_cells: one direction on TIMER_STEPS of the steps from one input spike to the
-    next, on TIMER_SEQS of the intervals)."""
+    the MSD timer census's rule (timer_cells: one direction on TIMER_STEPS of the steps, on TIMER_SEQS of the
+    intervals) over the steps strictly between two input spikes: a cell that resets at a spike (on its step and the
+    next) and ramps in between is a timer."""
     out = []
     for r, cfg, s, inner in solutions(records, units):
         spikes = np.flatnonzero(s.ends[:, 0])
         c = inner["c"][:, :, :1]
         N = len(spikes) - 1
-        timer, _ = timer_cells(np.broadcast_to(c, (*c.shape[:2], N)), spikes[:-1], spikes[1:])
+        timer, _ = timer_cells(np.broadcast_to(c, (*c.shape[:2], N)), spikes[:-1] + 1, spikes[1:] - 1)
         out.append(bool(timer.any()))
     return out
 
@@ -1167,7 +1173,8 @@ def stops_markdown(stats):
 
 
 def fig_claims_success(stats, path):
-    """Successes (best checkpoint) per task setting and cell, one panel per network. Returns the numbers shown."""
+    """Successes (BPTT: at the best checkpoint; online: passes) per task setting and cell, one panel per network and
+    learner, with the models still training. Returns the numbers shown."""
     nets = networks_in(stats)
     settings = sorted({key[1] for key in stats}, key=setting_order)
     fig, axes = plt.subplots(1, len(nets), figsize=(3.2 + 2.6 * len(nets), 0.42 * len(settings) + 1.6),
@@ -1180,8 +1187,9 @@ def fig_claims_success(stats, path):
                 st = stats.get((net, x, cell))
                 if st:
                     rate[a, b] = st["success_best"] / st["n"]
-                    shown[f"{net} | {x} | {cell}"] = _k(st, ci=False)
-                    ax.text(b, a, _k(st, ci=False), ha="center", va="center", fontsize=7.5,
+                    label = f"{st['success_best']}/{st['n']}" + (f"\n{st['running']} running" if st["running"] else "")
+                    shown[f"{net} | {x} | {cell}"] = label.replace("\n", ", ")
+                    ax.text(b, a, label, ha="center", va="center", fontsize=7.5 if not st["running"] else 6.5,
                             color="white" if rate[a, b] > 0.6 else "black")
                 else:
                     ax.text(b, a, "not run", ha="center", va="center", fontsize=7, color="0.4")
@@ -1189,8 +1197,8 @@ def fig_claims_success(stats, path):
         im = ax.imshow(rate, cmap=cmap, vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(CELL_ORDER)), CELL_ORDER, fontsize=8, rotation=20)
         ax.set_yticks(range(len(settings)), [x.replace("pfg ", "pfg f_") for x in settings], fontsize=8)
-        ax.set_title(title_of(net).replace(", ", ",\n", 1), fontsize=9)     # two lines: the panels' titles fit
-    fig.colorbar(im, ax=axes[0].tolist(), label="success rate, best checkpoint", fraction=0.04)
+        ax.set_title(textwrap.fill(title_of(net), 28), fontsize=8.5)     # wrapped: the panels' titles fit
+    fig.colorbar(im, ax=axes[0].tolist(), label="success rate (BPTT: best checkpoint; online: passes)", fraction=0.04)
     save(fig, path)
     return shown
 
@@ -1485,12 +1493,18 @@ def all_records(journal):
     return tcs.read_journal(journal)[1] + checkpoint_records(journal)
 
 
-def online_passes(journals):
+def group_of(record):
+    return network_of(record["config"]), setting_name(record["config"]), record["cell"]
+
+
+def online_passes(journals, skip=frozenset()):
     """Every passed online model of the journals (finished or in flight) with its margin (pass_margin()),
-    setting, cell and recipe."""
+    setting, cell and recipe; skip: (journal name, group) pairs left out (GAVE_WAY)."""
     pts = []
     for p in journals:
         for r in all_records(p):
+            if (os.path.basename(p), group_of(r)) in skip:
+                continue
             o = r["run"].get("online") if r["kind"] == "run" else None
             if o and o["outcome"] == "passed":
                 worst, how = pass_margin(r)
@@ -1501,17 +1515,16 @@ def online_passes(journals):
     return pts
 
 
-def margins_markdown(journals):
+def margins_markdown(journals, skip=frozenset()):
     """Per online claims column, setting and cell with passes: the passes, how many had a training success before
     them, how many lie within 0.01 of the tolerance and below 0.15, how many (MSD streams) also pass a second test
-    stream, and their largest |error|."""
+    stream, and their largest |error|; skip: (journal name, group) pairs left out (GAVE_WAY)."""
     rows, by = [], {}
     for p in journals:
         for r in all_records(p):
             o = r["run"].get("online") if r["kind"] == "run" else None
-            if o and o["outcome"] == "passed":
-                key = (network_of(r["config"]), setting_name(r["config"]), r["cell"])
-                by.setdefault(key, []).append((r, pass_margin(r)[0]))
+            if o and o["outcome"] == "passed" and (os.path.basename(p), group_of(r)) not in skip:
+                by.setdefault(group_of(r), []).append((r, pass_margin(r)[0]))
     for (net, x, c), got in sorted(by.items(), key=lambda kv: (column_order(kv[0][0]), setting_order(kv[0][1]),
                                                                   CELL_ORDER.index(kv[0][2]))):
         tol = tcs.TASKS[x.split()[0]].tol
@@ -1529,10 +1542,10 @@ def margins_markdown(journals):
     return "\n".join([head, "|---|---|---|---:|---:|---:|---:|---:|---:|", *rows])
 
 
-def fig_pass_margins(journals, path):
+def fig_pass_margins(journals, path, skip=frozenset()):
     """Every passed online model's largest |error| over its passing test, against its task's tolerance (and the
     stricter 0.15), a row per setting, cell and recipe (online_passes()). Returns the numbers shown."""
-    pts = online_passes(journals)
+    pts = online_passes(journals, skip)
     row = lambda p: (p["setting"], p["cell"], f"lr {p['lr']:g}, momentum {p['momentum']:g}")
     labels = sorted({row(p) for p in pts}, key=lambda k: (setting_order(k[0]), CELL_ORDER.index(k[1]), k[2]))
     fig, ax = plt.subplots(figsize=(9.5, 1.6 + 0.45 * len(labels)), layout="constrained")
@@ -1671,6 +1684,8 @@ def best_margin_mechanisms(runs, nets):
              "max_error": round(success_max_error(r), 4), "tolerance": tcs.TASKS[cfg.task].tol,
              **{f"mean_{g}_at_unit_end": round(float(v[ends].mean()), 3) for g, v in gates.items()},
              **{f"mean_{g}_elsewhere": round(float(v[rest].mean()), 3) for g, v in gates.items()},
+             "mean_g_at_unit_end": round(float(inner["g"][k, 0, 0][ends].mean()), 3),
+             "mean_g_elsewhere": round(float(inner["g"][k, 0, 0][rest].mean()), 3),
              "mean_o": round(float(gates["o"].mean()), 3),
              "c_range": [round(float(inner["c"][k, 0, 0].min()), 3), round(float(inner["c"][k, 0, 0].max()), 3)]}
         if cfg.task == "gts":
@@ -1689,8 +1704,8 @@ def best_margin_mechanisms(runs, nets):
 
 def mechanism_markdown(mechs):
     rows = ["| setting | best-margin solution | largest \\|error\\| (tolerance) | gates at the target's unit ends: "
-            "i, f, o | elsewhere: i, f, o | cell state c | the paper's description | as described |",
-            "|---|---|---|---|---|---|---|---|"]
+            "i, f, o | elsewhere: i, f, o | cell input g: at the ends, elsewhere | cell state c | the paper's "
+            "description | as described |", "|---|---|---|---|---|---|---|---|---|"]
     for x, m in mechs.items():
         g = lambda where: ", ".join(f"{m[f'mean_{q}_{where}']:.2f}" if f"mean_{q}_{where}" in m else "–"
                                     for q in "ifo")
@@ -1702,7 +1717,8 @@ def mechanism_markdown(mechs):
             c += "; ramps through the intervals" if m["ramps"] else "; no ramp through the intervals"
         yes = {True: "yes", False: "no", None: "–"}[m["as_the_paper"]]
         rows.append(f"| {x.replace('pfg ', 'pfg f_')} | {m['column']}, {m['cell']}, seed {m['seed']} | "
-                    f"{m['max_error']:.3f} ({m['tolerance']}) | {g('at_unit_end')} | {g('elsewhere')} | {c} | "
+                    f"{m['max_error']:.3f} ({m['tolerance']}) | {g('at_unit_end')} | {g('elsewhere')} | "
+                    f"{m['mean_g_at_unit_end']:.2f}, {m['mean_g_elsewhere']:.2f} | {c} | "
                     f"{m['paper']} | {yes} |")
     return "\n".join(rows)
 
@@ -1760,7 +1776,7 @@ def claims(journals, outdir, out_json):
                                 for cell in ("peephole", "vanilla")}}
             for net in nets}
     table = robust_verdicts({k: st for k, st in stats.items() if k[0] in main}, mech)
-    sensitivity = robust_verdicts({k: st for k, st in stats.items() if k[0] in online and k not in filled}, mech) \
+    sensitivity = robust_verdicts({k: st for k, st in stats.items() if k[0] in online}, mech) \
         if any("every-stream" in n for n in online) else None
     mechs = best_margin_mechanisms(runs, main)
     os.makedirs(outdir, exist_ok=True)
@@ -1820,10 +1836,11 @@ def claims(journals, outdir, out_json):
         print("\nTo the first success (successes of the runs, then the median [range] over the successful runs of the "
               "training time steps, and for the online learner the training streams, before the first passed "
               "test):\n\n" + first)
-    margins = margins_markdown(journals)
+    margins = margins_markdown(journals, GAVE_WAY)
     if margins:                                  # and the figure of every pass's margin
         add_facts(outdir, pass_margins_claims=fig_pass_margins(journals, os.path.join(outdir,
-                                                                                     "pass_margins_claims.png")))
+                                                                                     "pass_margins_claims.png"),
+                                                               GAVE_WAY))
         print("\nThe online learner's passes: how many had a training success before them (the paper's rule needs "
               "one right before), and how far inside the tolerance they are (their test's largest |error|; a pass "
               "from before margins were recorded is re-scored by its free run):\n\n" + margins)

@@ -93,7 +93,7 @@ def test_free_runs_draw_only_what_a_column_ran(tmp_path):
     assert viz.title_of("one-cell online") == "one-cell network, online learner (the paper's recipe; the paper's rule)"
     assert viz.title_of("one-cell online lr=0.0001 momentum=0.99 every-stream") == \
         "one-cell network, online learner (learning rate 0.0001, momentum 0.99; a test after every stream)"
-    assert viz.title_of("one-cell online lr=0.0003 momentum=0.99", short=True) == "one-cell, online lr 0.0003 m 0.99"
+    assert viz.title_of("one-cell online lr=0.0003 momentum=0.99", short=True) == "online lr 0.0003 m 0.99"
     assert viz.title_of("8-cell") == "8-cell network, BPTT + Adam"
 
 
@@ -224,8 +224,7 @@ def test_one_column_per_learner_and_not_reproduced(tmp_path):
     md = viz.claims_markdown(list(table.values()))
     assert "one-cell online lr=0.0001: measured" in md.splitlines()[0]
     short = viz.verdict_markdown(viz.robust_verdicts(stats, {})).splitlines()
-    assert short[0] == ("| claim [source] | one-cell, BPTT | one-cell, online | one-cell, online lr 0.0001 | "
-                        "reproduces | at 0.15 |")
+    assert short[0] == "| claim [source] | one-cell, BPTT | online | online lr 0.0001 | reproduces | at 0.15 |"
     assert len(short) == 2 + len(table) and max(map(len, short)) <= 120          # the README's lines
     assert short[2 + list(table).index("gts")] == "| generates precisely timed spikes (GTS) [Q] | n.r. | yes | no | " \
                                                   "**partly** | partly |"
@@ -457,6 +456,7 @@ def test_a_group_run_at_two_budgets_is_shown_at_the_larger(tmp_path):
         assert {r["journal"] for r in recs} == {"full.jsonl"} and sum(map(viz.passed, recs)) == 2
         assert list(viz.SUPERSEDED.values()) == ["one-cell online | gts F=10 | vanilla: cap.jsonl (its max_steps "
                                                  "10^8) gives way to full.jsonl"]
+        assert viz.GAVE_WAY == {("cap.jsonl", ("one-cell online", "gts F=10", "vanilla"))}
     other = tmp_path / "lr.jsonl"
     other.write_text(open(paths[0]).read().replace('"task": "gts"', '"task": "gts", "test_seed": 7'))
     with pytest.raises(tcs.BadGrid, match="another recipe"):
