@@ -1305,8 +1305,9 @@ def fig_gts_mechanism(record, mech, path, periods=3):
         for spike in t[s.ends[t, 0]]:
             ax.axvline(spike, color="0.8", lw=0.8, zorder=0)
         ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside, not on, the data
-    axes[0].set_title(f"{title_of(network_of(record['config']))}: peephole cell, GTS F={F}, seed {record['seed']}, "
-                      f"cell {k}; grey lines: the target's spikes\nover periods 2-51 of the free run: the cell resets "
+    axes[0].set_title(textwrap.fill(f"{title_of(network_of(record['config']))}: peephole cell, GTS F={F}, seed "
+                                    f"{record['seed']}, cell {k}; grey lines: the target's spikes", 100) +
+                      f"\nover periods 2-51 of the free run: the cell resets "
                       f"(i and f shut, |c| drops) at {mech['reset'][k]:.0%} of the spikes;\nits output gate is open "
                       f"(o > 0.5) at {mech['open_at_spike'][k]:.0%} of the spikes and shut (o < 0.5) at "
                       f"{mech['closed_elsewhere'][k]:.0%} of the other steps", fontsize=8.5)
