@@ -587,9 +587,22 @@ def checkpoint_records(journal):
     as the journal record its job will write (scored as online_job() scores it), each running model as a record of
     kind "running" with its training streams and steps so far. Checkpoints whose models are all in the journal are
     stale and skipped."""
-    d, out = journal + ".ckpt", []
+    d = journal + ".ckpt"
+    names = tcs.checkpoint_names(d)
+    stamp = lambda f: (f, os.stat(f).st_mtime_ns, os.stat(f).st_size)
+    key = (stamp(journal), *(stamp(os.path.join(d, n)) for n in names))
+    if key not in IN_FLIGHT:                      # each job is scored once, however many tables read it
+        IN_FLIGHT[key] = _checkpoint_records(journal, d, names)
+    return [dict(r) for r in IN_FLIGHT[key]]
+
+
+IN_FLIGHT = {}   # checkpoint_records() by the journal and checkpoints as they were on disk when read
+
+
+def _checkpoint_records(journal, d, names):
+    out = []
     finished = tcs.journal_keys(journal)
-    for name in tcs.checkpoint_names(d):
+    for name in names:
         meta, z = tcs.read_checkpoint(os.path.join(d, name))
         if set(meta["keys"]) | set(meta["done"]) <= finished:
             continue
